@@ -1,0 +1,53 @@
+import uuid
+
+from django.db import models
+
+from catalog.models import Source
+
+
+def new_deployment_id() -> str:
+    return f"deploy_{uuid.uuid4().hex[:12]}"
+
+
+class DeploymentStatus(models.TextChoices):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    ERROR = "error"
+
+
+class RestartPolicy(models.TextChoices):
+    NEVER = "never"
+    ON_FAILURE = "on-failure"
+    ALWAYS = "always"
+
+
+class Deployment(models.Model):
+    id = models.CharField(primary_key=True, max_length=32, default=new_deployment_id, editable=False)
+    name = models.CharField(max_length=255, blank=True)
+    model_id = models.CharField(max_length=255)
+    model_source = models.CharField(max_length=20, choices=Source.choices)
+    engine = models.CharField(max_length=32, blank=True)
+    status = models.CharField(max_length=20, choices=DeploymentStatus.choices, default=DeploymentStatus.STARTING)
+    host = models.CharField(max_length=255, default="127.0.0.1")
+    port = models.PositiveIntegerField(null=True, blank=True)
+    gpu_memory_utilization = models.FloatField(default=0.9)
+    max_model_len = models.PositiveIntegerField(null=True, blank=True)
+    options = models.JSONField(default=dict, blank=True, help_text="Further engine settings from the request")
+    restart_policy = models.CharField(max_length=20, choices=RestartPolicy.choices, default=RestartPolicy.ON_FAILURE)
+    max_restarts = models.PositiveIntegerField(default=3)
+    restart_count = models.PositiveIntegerField(default=0)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    log_path = models.CharField(max_length=1024, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.model_id} ({self.status})"

@@ -1,0 +1,86 @@
+import uuid
+
+from django.db import models
+
+from catalog.models import Source
+
+
+def new_task_id() -> str:
+    return f"task_{uuid.uuid4().hex[:12]}"
+
+
+class DownloadStatus(models.TextChoices):
+    PENDING = "pending"
+    DOWNLOADING = "downloading"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_DOWNLOAD_STATUSES = (DownloadStatus.PENDING, DownloadStatus.DOWNLOADING, DownloadStatus.PAUSED)
+
+
+class DownloadTask(models.Model):
+    id = models.CharField(primary_key=True, max_length=32, default=new_task_id, editable=False)
+    model_id = models.CharField(max_length=255)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    revision = models.CharField(max_length=255, default="main", blank=True)
+    include = models.JSONField(default=list, blank=True, help_text="Glob patterns of files to fetch")
+    status = models.CharField(max_length=20, choices=DownloadStatus.choices, default=DownloadStatus.PENDING)
+    total_bytes = models.BigIntegerField(default=0)
+    downloaded_bytes = models.BigIntegerField(default=0)
+    speed_bps = models.FloatField(default=0)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    commit = models.CharField(max_length=64, blank=True, help_text="Resolved revision at the source")
+    storage_path = models.CharField(max_length=1024, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["status", "created_at"]), models.Index(fields=["source", "model_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.source}:{self.model_id} ({self.status})"
+
+    @property
+    def progress(self) -> float:
+        if self.status == DownloadStatus.COMPLETED:
+            return 100.0
+        if not self.total_bytes:
+            return 0.0
+        return round(min(100.0, 100.0 * self.downloaded_bytes / self.total_bytes), 1)
+
+
+class DownloadFile(models.Model):
+    """One remote file of a task, with the state needed to resume and verify it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DOWNLOADING = "downloading"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    task = models.ForeignKey(DownloadTask, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=1024, help_text="Path in the repository, or the layer digest")
+    url = models.TextField(blank=True)
+    size = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    etag = models.CharField(max_length=128, blank=True)
+    media_type = models.CharField(max_length=255, blank=True)
+    downloaded_bytes = models.BigIntegerField(default=0)
+    parts = models.JSONField(default=list, blank=True, help_text="[[start, end, done_bytes], …] of parallel ranges")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["task", "path"]
+        constraints = [models.UniqueConstraint(fields=["task", "path"], name="unique_task_file")]
+
+    def __str__(self) -> str:
+        return self.path

@@ -1,0 +1,157 @@
+"""The contract's response envelope, its error codes, and helpers the API views share.
+
+Success: ``{success: true, message, data, code, timestamp}``.
+Error:   ``{success: false, message, error, timestamp}`` with the matching HTTP status.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from django.http import JsonResponse
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+def utc_timestamp(moment: datetime | None = None) -> str:
+    """ISO 8601 in UTC with a ``Z``, as the contract writes timestamps."""
+    moment = (moment or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ApiError(Exception):
+    """An error the API reports to its caller with a contract error code."""
+
+    def __init__(self, code: str, message: str, http_status: int = 400, details: Any = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+        self.details = details
+
+
+def success(data: Any = None, message: str = "OK", http_status: int = 200) -> Response:
+    return Response(
+        {"success": True, "message": message, "data": data, "code": http_status, "timestamp": utc_timestamp()},
+        status=http_status,
+    )
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict:
+    body = {"success": False, "message": message, "error": code, "timestamp": utc_timestamp()}
+    if details is not None:
+        body["details"] = details
+    return body
+
+
+def error_json(code: str, message: str, http_status: int, details: Any = None) -> JsonResponse:
+    """The error envelope for plain Django views and middleware (outside DRF)."""
+    return JsonResponse(error_body(code, message, details), status=http_status)
+
+
+def _first_error(detail: Any, prefix: str = "") -> str:
+    """The first message of a DRF error tree, named by its field: ``page: ...``."""
+    if isinstance(detail, dict):
+        for field, value in detail.items():
+            name = f"{prefix}.{field}" if prefix else str(field)
+            if field == "non_field_errors":
+                name = prefix
+            return _first_error(value, name)
+    if isinstance(detail, list) and detail:
+        return _first_error(detail[0], prefix)
+    return f"{prefix}: {detail}" if prefix else str(detail)
+
+
+_DRF_ERRORS: dict[type, str] = {
+    exceptions.ParseError: "INVALID_JSON",
+    exceptions.UnsupportedMediaType: "UNSUPPORTED_MEDIA_TYPE",
+    exceptions.MethodNotAllowed: "METHOD_NOT_ALLOWED",
+    exceptions.NotFound: "NOT_FOUND",
+    exceptions.NotAuthenticated: "UNAUTHORIZED",
+    exceptions.AuthenticationFailed: "UNAUTHORIZED",
+    exceptions.PermissionDenied: "FORBIDDEN",
+    exceptions.Throttled: "RATE_LIMITED",
+    exceptions.NotAcceptable: "NOT_ACCEPTABLE",
+}
+
+
+def exception_handler(exc: Exception, context: dict) -> Response:
+    """DRF's exception handler: every failure becomes the contract's error envelope."""
+    if isinstance(exc, ApiError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
+    if isinstance(exc, exceptions.ValidationError):
+        return Response(
+            error_body("VALIDATION_ERROR", _first_error(exc.detail), exc.detail), status=status.HTTP_400_BAD_REQUEST
+        )
+    if isinstance(exc, exceptions.APIException):
+        code = _DRF_ERRORS.get(type(exc), str(exc.default_code).upper())
+        return Response(error_body(code, _first_error(exc.detail)), status=exc.status_code)
+    view = context.get("view")
+    logger.exception("Unhandled error in %s", type(view).__name__ if view else "API view")
+    return Response(error_body("INTERNAL_ERROR", "Internal server error"), status=500)
+
+
+def not_implemented(feature: str) -> ApiError:
+    return ApiError("NOT_IMPLEMENTED", f"{feature} is not implemented yet", 501)
+
+
+# --- Query parameters and pagination --------------------------------------------------------------
+
+
+def validate_query(serializer_class: type[serializers.Serializer], request) -> dict:
+    """Validate query parameters with a serializer; a failure is a VALIDATION_ERROR naming the field."""
+    serializer = serializer_class(data=request.query_params)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class PageQuery(serializers.Serializer):
+    page = serializers.IntegerField(required=False, default=1, min_value=1)
+    page_size = serializers.IntegerField(required=False, default=20, min_value=1, max_value=100)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list
+    number: int
+    size: int
+    total: int
+
+    def as_data(self, serialize) -> dict:
+        total_pages = math.ceil(self.total / self.size) if self.total else 0
+        return {
+            "items": [serialize(item) for item in self.items],
+            "pagination": {
+                "page": self.number,
+                "page_size": self.size,
+                "total": self.total,
+                "total_pages": total_pages,
+                "has_next": self.number < total_pages,
+                "has_prev": self.number > 1,
+            },
+        }
+
+
+def paginate(queryset, page: int, page_size: int) -> Page:
+    """One page of a queryset; a page past the end is empty, not an error."""
+    total = queryset.count()
+    start = (page - 1) * page_size
+    return Page(list(queryset[start : start + page_size]), page, page_size, total)
+
+
+def pending_endpoint(feature: str, methods: tuple[str, ...], summary: str):
+    """An APIView for a routed, documented endpoint whose issue has not landed: 501 NOT_IMPLEMENTED."""
+    from drf_spectacular.utils import extend_schema
+    from rest_framework.views import APIView
+
+    def handler(self, request, *args, **kwargs):
+        raise not_implemented(feature)
+
+    attributes = {method: extend_schema(summary=summary, request=None, responses={501: None})(handler) for method in methods}
+    return type(f"Pending{feature.title().replace(' ', '')}View", (APIView,), attributes).as_view()

@@ -1,0 +1,88 @@
+"""Optional API-key protection (LLM_MANAGER_API_KEY) for HTTP and WebSocket requests.
+
+With no key configured everything is open, as the contract's development stage
+says. With a key, `/api/`, `/v1/` and `/ws/` need `Authorization: Bearer KEY` or
+`X-API-Key: KEY`; a signed-in staff user of the admin is let through as well, so
+the operators' console never has to put the key in a page.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from llm_manager.api import error_json
+
+PROTECTED_PREFIXES = ("/api/", "/v1/", "/ws/")
+OPEN_PATHS = frozenset({"/health", "/api/health"})
+UNAUTHORIZED_MESSAGE = "A valid API key is required (Authorization: Bearer KEY or X-API-Key: KEY)"
+
+
+def key_from_headers(authorization: str, x_api_key: str) -> str:
+    if authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return x_api_key.strip()
+
+
+def is_valid_key(candidate: str) -> bool:
+    return bool(candidate) and hmac.compare_digest(candidate.encode(), settings.API_KEY.encode())
+
+
+def needs_key(path: str) -> bool:
+    return bool(settings.API_KEY) and path.startswith(PROTECTED_PREFIXES) and path not in OPEN_PATHS
+
+
+def unauthorized_response(path: str) -> HttpResponse:
+    if path.startswith("/v1/"):
+        # OpenAI clients read OpenAI's own error shape.
+        body = {"error": {"message": UNAUTHORIZED_MESSAGE, "type": "invalid_request_error", "code": "UNAUTHORIZED"}}
+        return JsonResponse(body, status=401)
+    return error_json("UNAUTHORIZED", UNAUTHORIZED_MESSAGE, 401)
+
+
+class ApiKeyMiddleware:
+    """Django middleware; sits after AuthenticationMiddleware so staff sessions count."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if needs_key(request.path) and not self._allowed(request):
+            return unauthorized_response(request.path)
+        return self.get_response(request)
+
+    @staticmethod
+    def _allowed(request: HttpRequest) -> bool:
+        key = key_from_headers(request.headers.get("Authorization", ""), request.headers.get("X-API-Key", ""))
+        if is_valid_key(key):
+            return True
+        user = getattr(request, "user", None)
+        return bool(user and user.is_authenticated and user.is_staff)
+
+
+class WebSocketApiKeyMiddleware:
+    """ASGI middleware for WebSocket connections; expects the scope's user (AuthMiddlewareStack) inside it."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket" and needs_key(scope["path"]):
+            headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+            key = key_from_headers(headers.get("authorization", ""), headers.get("x-api-key", ""))
+            user = scope.get("user")
+            staff = bool(user is not None and await _is_staff(user))
+            if not (is_valid_key(key) or staff):
+                await receive()  # the websocket.connect event
+                await send({"type": "websocket.close", "code": 4401})
+                return
+        return await self.inner(scope, receive, send)
+
+
+async def _is_staff(user) -> bool:
+    from channels.db import database_sync_to_async
+
+    return await database_sync_to_async(lambda: user.is_authenticated and user.is_staff)()

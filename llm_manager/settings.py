@@ -1,0 +1,246 @@
+"""Django settings for LLM Manager.
+
+Every setting a user may change comes from an environment variable read here,
+and only here; the README lists them with their defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env(name)
+    return int(value) if value else default
+
+
+def _env_float(name: str, default: float) -> float:
+    value = _env(name)
+    return float(value) if value else default
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    value = _env(name).lower()
+    return value in {"1", "true", "yes", "on"} if value else default
+
+
+def _database_from_url(url: str, data_dir: Path) -> dict:
+    """Translate DATABASE_URL (sqlite:///path or postgres://...) into Django's form."""
+    if not url:
+        return _sqlite_database(data_dir / "llm_manager.sqlite3")
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        # sqlite:///relative.db and sqlite:////absolute.db, as dj-database-url reads them.
+        return _sqlite_database(Path(unquote(parts.path[1:]) if parts.path.startswith("/") else parts.path))
+    if parts.scheme in {"postgres", "postgresql", "pgsql"}:
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(parts.path.lstrip("/")),
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "OPTIONS": dict(parse_qsl(parts.query)),
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
+        }
+    raise ValueError(f"DATABASE_URL: unsupported scheme {parts.scheme!r} (use sqlite:// or postgres://)")
+
+
+def _sqlite_database(path: Path) -> dict:
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        "OPTIONS": {
+            # The web server and the workers write at once: WAL lets readers run
+            # beside a writer, and the busy timeout makes writers queue, not fail.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+        },
+        "TEST": {"NAME": str(path.with_name(path.stem + "_test.sqlite3"))},
+    }
+
+
+# --- Service ------------------------------------------------------------------
+SERVICE_NAME = "llm-manager-api"
+API_VERSION = "v1"
+HOST = _env("LLM_MANAGER_HOST", "127.0.0.1")
+PORT = _env_int("LLM_MANAGER_PORT", 5000)
+DATA_DIR = Path(_env("LLM_MANAGER_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+MODELS_DIR = DATA_DIR / "models"
+LOGS_DIR = DATA_DIR / "logs"
+for _directory in (DATA_DIR, MODELS_DIR, LOGS_DIR):
+    _directory.mkdir(parents=True, exist_ok=True)
+
+API_KEY = _env("LLM_MANAGER_API_KEY")
+WORKERS = _env_int("LLM_MANAGER_WORKERS", 2)
+# Thresholds of GET /api/system/health.
+HEALTH_MIN_FREE_DISK_GB = _env_float("LLM_MANAGER_MIN_FREE_DISK_GB", 1.0)
+HEALTH_MIN_AVAILABLE_MEMORY_GB = _env_float("LLM_MANAGER_MIN_AVAILABLE_MEMORY_GB", 0.5)
+
+# --- Model sources ------------------------------------------------------------
+HF_ENDPOINT = _env("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+HF_TOKEN = _env("HF_TOKEN") or None
+OLLAMA_REGISTRY = _env("LLM_MANAGER_OLLAMA_REGISTRY", "https://registry.ollama.ai").rstrip("/")
+OLLAMA_LIBRARY = _env("LLM_MANAGER_OLLAMA_LIBRARY", "https://ollama.com").rstrip("/")
+
+# --- Django -------------------------------------------------------------------
+SECRET_KEY = _env("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    # A per-installation key kept in the data dir, so sessions survive restarts.
+    _key_file = DATA_DIR / "secret_key"
+    if not _key_file.exists():
+        from django.core.management.utils import get_random_secret_key
+
+        _key_file.write_text(get_random_secret_key())
+        _key_file.chmod(0o600)
+    SECRET_KEY = _key_file.read_text().strip()
+
+DEBUG = _env_bool("LLM_MANAGER_DEBUG")
+ALLOWED_HOSTS = [h for h in _env("LLM_MANAGER_ALLOWED_HOSTS", "*").split(",") if h]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "django_q",
+    "llm_manager.system",
+    "catalog",
+    "downloads",
+    "deployments",
+    "inference",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "llm_manager.auth.ApiKeyMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "llm_manager.urls"
+ASGI_APPLICATION = "llm_manager.asgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": _database_from_url(_env("DATABASE_URL"), DATA_DIR)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = _env("REDIS_URL")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+else:
+    # A file cache is shared by the web server and the worker processes; the
+    # worker cluster's heartbeat (django-q2's Stat) lives in it.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache"),
+        }
+    }
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+Q_CLUSTER = {
+    "name": "llm_manager",
+    "workers": WORKERS,
+    # Downloads and syncs run long: the timeout must fit a large model, and an
+    # unacknowledged task is only delivered again after `retry` seconds.
+    "timeout": _env_int("LLM_MANAGER_TASK_TIMEOUT", 24 * 3600),
+    "retry": _env_int("LLM_MANAGER_TASK_TIMEOUT", 24 * 3600) + 600,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "catch_up": False,
+    "cache": "default",
+    "poll": 0.2,
+    "label": "Worker tasks",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "llm_manager.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%SZ",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "LLM Manager API",
+    "DESCRIPTION": "Find, download, deploy and talk to large language models.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "file": {
+            "class": "logging.handlers.RotatingFileHandler",
+            "filename": str(LOGS_DIR / "service.log"),
+            "maxBytes": 10 * 1024 * 1024,
+            "backupCount": 3,
+            "formatter": "plain",
+        },
+    },
+    "root": {"handlers": ["console", "file"], "level": _env("LLM_MANAGER_LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}

@@ -1,0 +1,104 @@
+"""`manage.py serve`: migrate, then run the worker cluster and the web server until told to stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+STOP_GRACE_SECONDS = 10
+WORKER_RESTART_DELAY_SECONDS = 2
+
+
+class Command(BaseCommand):
+    help = "Apply migrations, start the django-q2 worker cluster and daphne, and stop both on SIGINT/SIGTERM."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=settings.HOST)
+        parser.add_argument("--port", type=int, default=settings.PORT)
+        parser.add_argument("--no-worker", action="store_true", help="run the web server alone")
+
+    def handle(self, *args, host: str, port: int, no_worker: bool, **options):
+        call_command("migrate", interactive=False, verbosity=0)
+        manage_py = str(Path(settings.BASE_DIR) / "manage.py")
+        web_argv = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), settings.ASGI_APPLICATION.replace(".application", ":application")]
+        worker_argv = [sys.executable, manage_py, "qcluster"]
+
+        stopping = False
+
+        def request_stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+
+        web = subprocess.Popen(web_argv)
+        worker = None if no_worker else subprocess.Popen(worker_argv)
+        base = f"http://{host}:{port}"
+        self.stdout.write(
+            f"LLM Manager is starting on {base}\n"
+            f"  API:       {base}/api/\n"
+            f"  API docs:  {base}/api/docs/\n"
+            f"  Admin:     {base}/admin/\n"
+            f"  Data dir:  {settings.DATA_DIR}\n"
+            "Press Ctrl-C to stop."
+        )
+        self.stdout.flush()
+        exit_code = 0
+        while not stopping:
+            time.sleep(0.2)
+            if web.poll() is not None:
+                self.stderr.write(f"The web server exited with status {web.returncode}; stopping.")
+                exit_code = 1
+                break
+            if worker is not None and worker.poll() is not None:
+                # The cluster restarts its own workers; this is the whole cluster gone.
+                self.stderr.write(f"The worker cluster exited with status {worker.returncode}; restarting it.")
+                time.sleep(WORKER_RESTART_DELAY_SECONDS)
+                if not stopping:
+                    worker = subprocess.Popen(worker_argv)
+        self._stop([p for p in (web, worker) if p is not None])
+        self.stdout.write("LLM Manager stopped.")
+        sys.exit(exit_code)
+
+    @staticmethod
+    def _stop(processes: list[subprocess.Popen]) -> None:
+        """SIGTERM each child, SIGKILL what is left after the grace period, grandchildren included."""
+        tree: list[psutil.Process] = []
+        for process in processes:
+            try:
+                tree += psutil.Process(process.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                pass
+        # Inference engines run in sessions of their own and outlive the service on purpose.
+        tree = [child for child in tree if _same_session(child.pid)]
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for process in processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        _, alive = psutil.wait_procs(tree, timeout=max(0.1, deadline - time.monotonic()))
+        for leftover in alive:
+            leftover.kill()
+
+
+def _same_session(pid: int) -> bool:
+    try:
+        return os.getsid(pid) == os.getsid(0)
+    except OSError:
+        return False

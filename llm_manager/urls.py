@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from llm_manager import views
+from llm_manager.system import views as system_views
+
+urlpatterns = [
+    path("health", system_views.ServiceHealthView.as_view(), name="health"),
+    path("api/health", system_views.ApiHealthView.as_view(), name="api-health"),
+    path("api/system/resources", system_views.ResourcesView.as_view(), name="system-resources"),
+    path("api/system/load", system_views.LoadView.as_view(), name="system-load"),
+    path("api/system/health", system_views.SystemHealthView.as_view(), name="system-health"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/models/", include("catalog.urls")),
+    path("api/downloads/", include("downloads.urls")),
+    path("api/deployments/", include("deployments.urls")),
+    path("", include("inference.urls")),
+    path("admin/", admin.site.urls),
+    # Anything else under /api/ answers in the envelope, whatever DEBUG says.
+    re_path(r"^(?:api|v1)/", views.api_not_found),
+]
+
+handler404 = views.page_not_found
+handler500 = views.server_error

@@ -1,0 +1,26 @@
+"""Fallback views that keep the envelope on paths and failures outside DRF views."""
+
+from django.http import HttpRequest, HttpResponse
+from django.views import defaults
+
+from llm_manager.api import error_json
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith(("/api/", "/v1/"))
+
+
+def api_not_found(request: HttpRequest) -> HttpResponse:
+    return error_json("NOT_FOUND", f"No endpoint at {request.path}", 404)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return api_not_found(request)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return error_json("INTERNAL_ERROR", "Internal server error", 500)
+    return defaults.server_error(request)

@@ -1,0 +1,86 @@
+"""Runs the real service (`manage.py serve` or the README's start script) as a subprocess for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Service:
+    """One running instance of LLM Manager on a free loopback port with its own data dir."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None,
+                 argv: list[str] | None = None):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir / "service-stdout.log"
+        self.env = {
+            **os.environ,
+            "LLM_MANAGER_DATA_DIR": str(data_dir),
+            "LLM_MANAGER_PORT": str(self.port),
+            "LLM_MANAGER_HOST": "127.0.0.1",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self.argv = (argv or [sys.executable, str(REPO_ROOT / "manage.py"), "serve"]) + (args or [])
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> "Service":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.argv, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_for(self._answers, timeout, what=f"{self.url}/health (log: {self.log_path})")
+        return self
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the service exited with {self.process.returncode}:\n{self.log()}")
+        try:
+            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise

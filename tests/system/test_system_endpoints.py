@@ -1,0 +1,75 @@
+"""System endpoints through the running service (real ASGI app under daphne, real worker cluster)."""
+
+import re
+import time
+
+ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+
+
+def assert_success(response, status=200):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"success", "message", "data", "code", "timestamp"}
+    assert body["success"] is True and body["code"] == status
+    assert ISO_Z.match(body["timestamp"])
+    return body["data"]
+
+
+def test_health_is_the_contracts_bare_shape(api):
+    assert api.get("/health").json() == {"status": "healthy", "service": "llm-manager-api", "version": "1.0.0"}
+    assert api.get("/api/health").json() == {"status": "healthy", "api_version": "v1", "service": "llm-manager-api"}
+
+
+def test_resources_report_cpu_memory_disk_of_the_data_dir_and_gpus(api, service):
+    data = assert_success(api.get("/api/system/resources"))
+    assert data["cpu"]["cores"] >= 1 and 0 <= data["cpu"]["usage_percent"] <= 100
+    memory = data["memory"]
+    assert memory["total_gb"] > 0 and 0 < memory["available_gb"] <= memory["total_gb"]
+    assert 0 <= memory["usage_percent"] <= 100
+    disk = data["disk"]
+    assert disk["path"] == str(service.data_dir)
+    assert disk["total_gb"] > 0 and disk["free_gb"] <= disk["total_gb"]
+    # This machine has no NVIDIA driver: an empty list, never an error.
+    assert isinstance(data["gpus"], list)
+
+
+def test_resources_never_wait_for_a_cpu_sampling_interval(api):
+    started = time.monotonic()
+    for _ in range(5):
+        assert_success(api.get("/api/system/resources"))
+    # A blocking psutil.cpu_percent(interval=1) would take 5 s here.
+    assert time.monotonic() - started < 2.5
+
+
+def test_load_reports_averages_per_core_processes_and_uptime(api):
+    data = assert_success(api.get("/api/system/load"))
+    assert set(data["load_average"]) == {"1m", "5m", "15m"}
+    cores = data["cores"]
+    assert abs(data["load_per_core"]["1m"] - data["load_average"]["1m"] / cores) < 0.02
+    assert data["process_count"] > 1
+    assert data["uptime_seconds"] > 0 and data["boot_time"] > 0
+
+
+def test_system_health_checks_database_workers_disk_and_memory(api):
+    data = assert_success(api.get("/api/system/health"))
+    assert set(data["checks"]) == {"database", "workers", "disk", "memory"}
+    assert data["checks"]["database"]["status"] == "healthy"
+    # The worker cluster started beside the web server writes its heartbeat.
+    assert data["checks"]["workers"]["status"] == "healthy", data["checks"]["workers"]
+    assert data["status"] == "healthy"
+
+
+def test_health_reports_degraded_when_disk_runs_low(start_service):
+    service = start_service({"LLM_MANAGER_MIN_FREE_DISK_GB": "100000000"})
+    with service.client() as client:
+        data = client.get("/api/system/health").json()["data"]
+    assert data["checks"]["disk"]["status"] == "degraded"
+    assert data["status"] in {"degraded", "unhealthy"}
+
+
+def test_health_reports_unhealthy_without_a_worker_cluster(start_service):
+    service = start_service(args=["--no-worker"])
+    with service.client() as client:
+        data = client.get("/api/system/health").json()["data"]
+    assert data["checks"]["workers"]["status"] == "unhealthy"
+    assert data["status"] == "unhealthy"
