@@ -13,6 +13,7 @@ from typing import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
 
 from llm_manager.api import error_json
 
@@ -50,17 +51,17 @@ class ApiKeyMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if needs_key(request.path) and not self._allowed(request):
-            return unauthorized_response(request.path)
-        return self.get_response(request)
-
-    @staticmethod
-    def _allowed(request: HttpRequest) -> bool:
+        if not needs_key(request.path):
+            return self.get_response(request)
         key = key_from_headers(request.headers.get("Authorization", ""), request.headers.get("X-API-Key", ""))
         if is_valid_key(key):
-            return True
+            return self.get_response(request)
         user = getattr(request, "user", None)
-        return bool(user and user.is_authenticated and user.is_staff)
+        if user and user.is_authenticated and user.is_staff:
+            # A cookie is sent by the browser on its own: writes need the CSRF token too.
+            refused = CsrfViewMiddleware(self.get_response).process_view(request, None, (), {})
+            return refused or self.get_response(request)
+        return unauthorized_response(request.path)
 
 
 class WebSocketApiKeyMiddleware:

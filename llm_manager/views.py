@@ -2,6 +2,7 @@
 
 from django.http import HttpRequest, HttpResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 
 from llm_manager.api import error_json
 
@@ -10,6 +11,7 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith(("/api/", "/v1/"))
 
 
+@csrf_exempt
 def api_not_found(request: HttpRequest) -> HttpResponse:
     return error_json("NOT_FOUND", f"No endpoint at {request.path}", 404)
 
