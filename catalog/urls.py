@@ -1,14 +1,15 @@
 from django.urls import path
 
-from llm_manager.api import pending_endpoint
+from catalog import views
+from llm_manager.api import off_event_loop
 
 urlpatterns = [
-    path("search", pending_endpoint("model search", ("get",), "Search models")),
-    path("categories", pending_endpoint("model categories", ("get",), "Model types per source")),
-    path("trending", pending_endpoint("trending models", ("get",), "Trending models")),
-    path("stats", pending_endpoint("model stats", ("get",), "Catalog statistics")),
-    path("sync", pending_endpoint("model sync", ("post",), "Sync the catalog from the sources")),
-    path("sync/<int:job_id>", pending_endpoint("model sync job", ("get",), "State of a sync job")),
-    path("<path:model_id>/info", pending_endpoint("model info", ("get",), "Model details")),
-    path("<path:model_id>/favorite", pending_endpoint("favorite", ("post", "delete"), "Favorite a model")),
+    path("search", off_event_loop(views.SearchView.as_view())),
+    path("categories", views.CategoriesView.as_view()),
+    path("trending", off_event_loop(views.TrendingView.as_view())),
+    path("stats", views.StatsView.as_view()),
+    path("sync", views.SyncView.as_view()),
+    path("sync/<int:job_id>", views.SyncJobView.as_view()),
+    path("<path:model_id>/info", off_event_loop(views.ModelInfoView.as_view())),
+    path("<path:model_id>/favorite", off_event_loop(views.FavoriteView.as_view())),
 ]

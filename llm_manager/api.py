@@ -155,3 +155,20 @@ def pending_endpoint(feature: str, methods: tuple[str, ...], summary: str):
 
     attributes = {method: extend_schema(summary=summary, request=None, responses={501: None})(handler) for method in methods}
     return type(f"Pending{feature.title().replace(' ', '')}View", (APIView,), attributes).as_view()
+
+
+def off_event_loop(view):
+    """Run a sync view in the thread pool instead of Django's one shared sync thread.
+
+    Under daphne every sync view runs in one thread; a view that waits on the
+    network (a live source, an engine) would hold up all the others.
+    """
+    import functools
+
+    from asgiref.sync import sync_to_async
+
+    @functools.wraps(view)
+    async def wrapper(request, *args, **kwargs):
+        return await sync_to_async(view, thread_sensitive=False)(request, *args, **kwargs)
+
+    return wrapper

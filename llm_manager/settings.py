@@ -244,3 +244,9 @@ LOGGING = {
     "root": {"handlers": ["console", "file"], "level": _env("LLM_MANAGER_LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "ERROR"}},
 }
+
+# --- Catalog ------------------------------------------------------------------
+# A search asks the live source when the same question was not asked within the TTL;
+# a source slower than the timeout is abandoned and the catalog answers alone.
+CATALOG_LIVE_TTL = _env_int("LLM_MANAGER_CATALOG_TTL", 600)
+CATALOG_SOURCE_TIMEOUT = _env_float("LLM_MANAGER_SOURCE_TIMEOUT", 3.0)
