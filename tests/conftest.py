@@ -2,13 +2,61 @@ from __future__ import annotations
 
 import pytest
 
+from tests import world
+from tests.fakes.hub import FakeHub
+from tests.fakes.ollama_library import FakeOllamaLibrary
+from tests.fakes.registry import Registry, registry_available
 from tests.service import Service
 
 
 @pytest.fixture(scope="session")
-def service(tmp_path_factory) -> Service:
-    """The service as the README starts it, shared by the tests that only read from it."""
-    instance = Service(tmp_path_factory.mktemp("service")).start()
+def fake_hub() -> FakeHub:
+    hub = world.populate_hub(FakeHub()).start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_library() -> FakeOllamaLibrary:
+    library = FakeOllamaLibrary(world.LIBRARY_MODELS).start()
+    yield library
+    library.stop()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory) -> Registry | None:
+    """Debian's docker-registry holding the Ollama models of `world`; None where it is not installed."""
+    if not registry_available():
+        yield None
+        return
+    instance = Registry(tmp_path_factory.mktemp("registry")).start()
+    world.populate_registry(instance)
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def need_registry(registry) -> Registry:
+    if registry is None:
+        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+    return registry
+
+
+@pytest.fixture(scope="session")
+def sources_env(fake_hub, fake_library, registry) -> dict[str, str]:
+    """Environment pointing the service at the loopback stand-ins for Hugging Face and Ollama."""
+    return {
+        "HF_ENDPOINT": fake_hub.url,
+        "HF_TOKEN": "",
+        "LLM_MANAGER_OLLAMA_LIBRARY": fake_library.url,
+        "LLM_MANAGER_OLLAMA_REGISTRY": registry.url if registry else "http://127.0.0.1:9",
+    }
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory, sources_env) -> Service:
+    """The service as the README starts it, shared by the tests."""
+    instance = Service(tmp_path_factory.mktemp("service"), env=sources_env).start()
     yield instance
     instance.stop()
 
@@ -20,12 +68,12 @@ def api(service):
 
 
 @pytest.fixture
-def start_service(tmp_path):
-    """Start a service of the test's own with extra environment; stopped at the end of the test."""
+def start_service(tmp_path, sources_env):
+    """Start a service of the test's own (extra environment on top of the sources'); stopped after the test."""
     started: list[Service] = []
 
     def start(env: dict[str, str] | None = None, **kwargs) -> Service:
-        instance = Service(tmp_path / f"service{len(started)}", env=env, **kwargs).start()
+        instance = Service(tmp_path / f"service{len(started)}", env={**sources_env, **(env or {})}, **kwargs).start()
         started.append(instance)
         return instance
 

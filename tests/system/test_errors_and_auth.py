@@ -1,21 +1,13 @@
 """The contract's error envelope on every failure path, and the optional API key."""
 
-import re
 import sqlite3
 
 import pytest
 
-ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+from tests.envelope import assert_error
 
 
-def assert_error(response, status, code):
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert {"success", "message", "error", "timestamp"} <= set(body)
-    assert body["success"] is False and body["error"] == code and body["message"]
-    assert ISO_Z.match(body["timestamp"])
-    assert "Traceback" not in response.text
-    return body
+
 
 
 def test_unknown_api_path_is_a_404_envelope(api):
@@ -39,7 +31,7 @@ def test_bad_pagination_is_a_validation_error_naming_the_field(api, query, field
 
 def test_malformed_json_body_is_a_400(api):
     response = api.post(
-        "/api/downloads/start", content=b'{"model_id": "x", ', headers={"Content-Type": "application/json"}
+        "/api/models/sync", content=b'{"source": "ollama", ', headers={"Content-Type": "application/json"}
     )
     assert_error(response, 400, "INVALID_JSON")
 

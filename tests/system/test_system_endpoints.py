@@ -1,18 +1,11 @@
 """System endpoints through the running service (real ASGI app under daphne, real worker cluster)."""
 
-import re
 import time
 
-ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+from tests.envelope import assert_success
 
 
-def assert_success(response, status=200):
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"success", "message", "data", "code", "timestamp"}
-    assert body["success"] is True and body["code"] == status
-    assert ISO_Z.match(body["timestamp"])
-    return body["data"]
+
 
 
 def test_health_is_the_contracts_bare_shape(api):
