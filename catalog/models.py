@@ -13,7 +13,7 @@ class CatalogModel(models.Model):
     source = models.CharField(max_length=20, choices=Source.choices)
     name = models.CharField(max_length=255, blank=True)
     description = models.TextField(blank=True)
-    model_type = models.CharField(max_length=100, blank=True, db_index=True)
+    model_type = models.CharField(max_length=100, blank=True)
     parameters = models.CharField(max_length=32, blank=True, help_text="Written like 117M or 1.5B")
     size_bytes = models.BigIntegerField(null=True, blank=True)
     downloads = models.BigIntegerField(default=0)
@@ -28,8 +28,23 @@ class CatalogModel(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["source", "model_id"], name="unique_catalog_model")]
-        indexes = [models.Index(fields=["source", "-downloads"]), models.Index(fields=["-trending_score"])]
-        ordering = ["-downloads", "model_id"]
+        indexes = [
+            # One per sort order, carrying the filter columns: a search walks it in order
+            # and filters without reading whole entries.
+            models.Index(fields=["-downloads", "-id", "source", "model_type"], name="catalog_downloads"),
+            models.Index(fields=["-likes", "-id", "source", "model_type"], name="catalog_likes"),
+            models.Index(fields=["-updated_at", "-id", "source", "model_type"], name="catalog_updated"),
+            models.Index(fields=["-trending_score", "-id", "source", "model_type"], name="catalog_trending"),
+            # Counting by source and type.
+            models.Index(fields=["source", "model_type"], name="catalog_source_type"),
+            models.Index(fields=["model_type"], name="catalog_type"),
+            # Ranking a few full-text matches by id lookups without reading whole entries.
+            models.Index(
+                fields=["id", "source", "model_type", "downloads", "likes", "trending_score", "updated_at"],
+                name="catalog_rank",
+            ),
+        ]
+        ordering = ["-downloads", "-id"]
 
     def __str__(self) -> str:
         return f"{self.source}:{self.model_id}"

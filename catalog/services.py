@@ -22,6 +22,7 @@ from catalog.models import CatalogModel, Favorite, Source, SyncJob
 from catalog.sources import RemoteModel, RemoteModelGated, RemoteModelNotFound, SourceError, huggingface, ollama
 from downloads.models import DownloadStatus, DownloadTask
 from llm_manager.api import ApiError
+from llm_manager.system.services import refresh_query_planner_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +73,10 @@ def _fetch_and_store(fetch: Callable[[], list[RemoteModel]]) -> None:
 def refresh_from_sources(query: str, source: str | None, model_type: str | None, sort: str, limit: int) -> list[str]:
     """Ask each selected source live, in parallel, unless asked the same within the TTL.
 
-    Returns the sources that failed or did not answer within the timeout.
+    Returns the sources that failed or did not answer within the timeout (all of them in offline mode).
     """
+    if settings.CATALOG_OFFLINE:
+        return [name for name in SOURCES if not source or name == source]
     asked = {}
     for name, adapter in SOURCES.items():
         if source and name != source:
@@ -101,6 +104,8 @@ def refresh_from_sources(query: str, source: str | None, model_type: str | None,
 
 
 def offline_message(failed: list[str]) -> str:
+    if settings.CATALOG_OFFLINE:
+        return "Offline mode (LLM_MANAGER_OFFLINE): results come from the local catalog"
     return f"{' and '.join(failed)} could not be reached; results come from the local catalog"
 
 
@@ -119,6 +124,11 @@ def resolve_source(model_id: str, source: str | None) -> str:
 def model_info(model_id: str, source: str | None = None) -> tuple[CatalogModel, bool]:
     """The model, refreshed from its source; (model, offline) where offline means the catalog answered alone."""
     source = resolve_source(model_id, source)
+    if settings.CATALOG_OFFLINE:
+        known = selectors.find(model_id, source)
+        if known is None:
+            raise ApiError("MODEL_NOT_FOUND", f"{model_id} is not in the catalog (offline mode)", 404)
+        return known, True
     try:
         remote = _live_pool.submit(SOURCES[source].model_info, model_id).result(timeout=settings.CATALOG_SOURCE_TIMEOUT * 3)
     except RemoteModelNotFound:
@@ -220,4 +230,5 @@ def run_sync_job(job_id: int, progress: Callable[[int, int], None] | None = None
         job.status = SyncJob.Status.COMPLETED
     job.finished_at = timezone.now()
     job.save()
+    refresh_query_planner_statistics()
     return job

@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from catalog import selectors, services
 from catalog.models import SyncJob
-from llm_manager.api import ApiError, PageQuery, paginate, success, utc_timestamp, validate_query
+from llm_manager.api import ApiError, PageQuery, success, utc_timestamp, validate_query
 
 SORTS = list(selectors.ORDERINGS)
 SOURCE_CHOICES = list(services.SOURCES)
@@ -39,8 +39,10 @@ class SearchView(APIView):
         if not params["favorite"]:
             limit = min(100, max(50, params["page"] * params["page_size"]))
             failed = services.refresh_from_sources(params["query"], source, params["model_type"], params["sort"], limit)
-        models = selectors.search(params["query"], source, params["model_type"], params["sort"], params["favorite"])
-        page = paginate(models, params["page"], params["page_size"])
+        page = selectors.search_page(
+            params["query"], source, params["model_type"], params["sort"], params["favorite"],
+            params["page"], params["page_size"],
+        )
         data = page.as_data(lambda model: model)
         data["items"] = selectors.models_to_dicts(data["items"])
         data["offline"] = bool(failed)

@@ -147,3 +147,11 @@ def health() -> dict[str, Any]:
     statuses = {check["status"] for check in checks.values()}
     overall = "unhealthy" if "unhealthy" in statuses else "degraded" if "degraded" in statuses else "healthy"
     return {"status": overall, "checks": checks}
+
+
+def refresh_query_planner_statistics() -> None:
+    """Let SQLite's planner know the tables' shapes (ANALYZE, sampled so it stays fast on big catalogs)."""
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA analysis_limit=1000")
+            cursor.execute("ANALYZE")

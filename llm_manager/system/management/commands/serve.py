@@ -15,6 +15,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from llm_manager.system.services import refresh_query_planner_statistics
+
 STOP_GRACE_SECONDS = 10
 WORKER_RESTART_DELAY_SECONDS = 2
 
@@ -29,6 +31,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, host: str, port: int, no_worker: bool, **options):
         call_command("migrate", interactive=False, verbosity=0)
+        refresh_query_planner_statistics()
         manage_py = str(Path(settings.BASE_DIR) / "manage.py")
         web_argv = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), settings.ASGI_APPLICATION.replace(".application", ":application")]
         worker_argv = [sys.executable, manage_py, "qcluster"]
