@@ -1,15 +1,14 @@
 from django.urls import path
 
 from downloads import views
-from llm_manager.api import pending_endpoint
 
 urlpatterns = [
-    path("start", pending_endpoint("download start", ("post",), "Create and start a download task")),
+    path("start", views.StartView.as_view()),
     path("list", views.DownloadListView.as_view()),
-    path("queue", pending_endpoint("download queue", ("get",), "Download queue state")),
-    path("storage", pending_endpoint("download storage", ("get",), "Storage used by downloads")),
-    path("<str:task_id>", pending_endpoint("download task", ("get", "delete"), "Get or delete a download task")),
-    path("<str:task_id>/pause", pending_endpoint("download pause", ("put",), "Pause a download")),
-    path("<str:task_id>/resume", pending_endpoint("download resume", ("put",), "Resume a paused download")),
-    path("<str:task_id>/cancel", pending_endpoint("download cancel", ("put",), "Cancel a download")),
+    path("queue", views.QueueView.as_view()),
+    path("storage", views.StorageView.as_view()),
+    path("<str:task_id>", views.TaskView.as_view()),
+    path("<str:task_id>/pause", views.action_view("pause", "Pause a download (bytes are kept)")),
+    path("<str:task_id>/resume", views.action_view("resume", "Resume a paused or failed download where it stopped")),
+    path("<str:task_id>/cancel", views.action_view("cancel", "Cancel a download and remove its partial bytes")),
 ]

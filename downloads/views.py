@@ -1,29 +1,41 @@
-"""Download API views: thin, the work is in services and selectors."""
+"""Download API views (contract section 3): thin, the work is in services and selectors."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.views import APIView
 
-from downloads import selectors
+from downloads import selectors, services
 from downloads.models import DownloadStatus, DownloadTask
-from llm_manager.api import ApiError, PageQuery, paginate, success, validate_query
+from llm_manager.api import PageQuery, paginate, success, validate_query
+
+
+class StartRequest(serializers.Serializer):
+    model_id = serializers.CharField(max_length=255)
+    source = serializers.CharField(max_length=20)
+    revision = serializers.CharField(max_length=255, required=False, default="main")
+    include = serializers.ListField(child=serializers.CharField(max_length=255), required=False, default=list,
+                                    max_length=50, help_text='Glob patterns of files to fetch, e.g. ["*Q4_K_M.gguf"]')
+
+
+class StartView(APIView):
+    @extend_schema(summary="Create and start a download task (an active or completed one for the same model is returned)",
+                   request=StartRequest)
+    def post(self, request):
+        body = StartRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        task, created = services.start_download(**body.validated_data)
+        message = "下载任务已创建" if created else "A task for this model already exists"
+        return success({"task": selectors.task_to_dict(task), "message": message}, message)
 
 
 class DownloadListQuery(PageQuery):
     status = serializers.ChoiceField(choices=DownloadStatus.choices, required=False)
 
 
-def get_task(task_id: str) -> DownloadTask:
-    try:
-        return DownloadTask.objects.prefetch_related("files").get(id=task_id)
-    except DownloadTask.DoesNotExist:
-        raise ApiError("TASK_NOT_FOUND", f"No download task {task_id}", 404) from None
-
-
 class DownloadListView(APIView):
-    @extend_schema(summary="List download tasks", parameters=[DownloadListQuery])
+    @extend_schema(summary="List download tasks, newest first", parameters=[DownloadListQuery])
     def get(self, request):
         query = validate_query(DownloadListQuery, request)
         tasks = DownloadTask.objects.order_by("-created_at").prefetch_related("files")
@@ -31,3 +43,49 @@ class DownloadListView(APIView):
             tasks = tasks.filter(status=query["status"])
         page = paginate(tasks, query["page"], query["page_size"])
         return success(page.as_data(selectors.task_to_dict))
+
+
+class TaskView(APIView):
+    @extend_schema(summary="State of a download task, with a per-file breakdown")
+    def get(self, request, task_id: str):
+        return success(selectors.task_to_dict(services.get_task(task_id)))
+
+    @extend_schema(summary="Delete a task record (cancelling it first if active)",
+                   parameters=[OpenApiParameter("delete_files", bool, required=False,
+                                                description="also remove the model files if no deployment uses them")])
+    def delete(self, request, task_id: str):
+        delete_files = request.query_params.get("delete_files", "false").lower() in ("1", "true", "yes")
+        return success(services.delete_task(task_id, delete_files), "Download task deleted")
+
+
+def action_view(action: str, summary: str):
+    class ActionView(APIView):
+        @extend_schema(summary=summary, request=None, operation_id=f"downloads_{action}")
+        def put(self, request, task_id: str):
+            task = services.act(task_id, action)
+            return success(selectors.task_to_dict(task), f"Download {task.status}")
+
+    ActionView.__name__ = f"{action.title()}View"
+    return ActionView.as_view()
+
+
+class QueueView(APIView):
+    @extend_schema(summary="Active, queued (with positions) and paused downloads, total speed and the concurrency limit")
+    def get(self, request):
+        state = services.queue_state()
+        data = {
+            "active": [selectors.task_to_dict(task, with_files=False) for task in state["active"]],
+            "queued": [{**selectors.task_to_dict(task, with_files=False), "position": position}
+                       for position, task in enumerate(state["queued"], start=1)],
+            "paused": [selectors.task_to_dict(task, with_files=False) for task in state["paused"]],
+            "total_speed": f"{selectors.human_size(state['total_speed_bps'])}/s",
+            "total_speed_bytes_per_second": round(state["total_speed_bps"], 1),
+            "max_concurrent_downloads": state["max_concurrent_downloads"],
+        }
+        return success(data)
+
+
+class StorageView(APIView):
+    @extend_schema(summary="Disk of the data dir, bytes per source and per model, partial bytes")
+    def get(self, request):
+        return success(services.storage_state())

@@ -83,7 +83,9 @@ for _directory in (DATA_DIR, MODELS_DIR, LOGS_DIR):
     _directory.mkdir(parents=True, exist_ok=True)
 
 API_KEY = _env("LLM_MANAGER_API_KEY")
-WORKERS = _env_int("LLM_MANAGER_WORKERS", 2)
+MAX_CONCURRENT_DOWNLOADS = _env_int("LLM_MANAGER_MAX_CONCURRENT_DOWNLOADS", 2)
+# Each running download holds a worker: leave room beside them for the other jobs.
+WORKERS = _env_int("LLM_MANAGER_WORKERS", MAX_CONCURRENT_DOWNLOADS + 2)
 # Thresholds of GET /api/system/health.
 HEALTH_MIN_FREE_DISK_GB = _env_float("LLM_MANAGER_MIN_FREE_DISK_GB", 1.0)
 HEALTH_MIN_AVAILABLE_MEMORY_GB = _env_float("LLM_MANAGER_MIN_AVAILABLE_MEMORY_GB", 0.5)
@@ -255,3 +257,13 @@ CATALOG_SOURCE_TIMEOUT = _env_float("LLM_MANAGER_SOURCE_TIMEOUT", 3.0)
 CATALOG_OFFLINE = _env_bool("LLM_MANAGER_OFFLINE")
 # `fts` (SQLite FTS5) or `like` (case-insensitive LIKE, what other databases use).
 CATALOG_SEARCH_BACKEND = _env("LLM_MANAGER_SEARCH_BACKEND", "fts")
+
+# --- Downloads ----------------------------------------------------------------
+DOWNLOAD_PARTS = _env_int("LLM_MANAGER_DOWNLOAD_PARTS", 4)
+DOWNLOAD_PART_THRESHOLD_MB = _env_int("LLM_MANAGER_DOWNLOAD_PART_THRESHOLD_MB", 64)
+DOWNLOAD_STALL_SECONDS = _env_float("LLM_MANAGER_DOWNLOAD_STALL_SECONDS", 30.0)
+DOWNLOAD_RETRY_BACKOFF_SECONDS = _env_float("LLM_MANAGER_DOWNLOAD_BACKOFF_SECONDS", 1.0)
+# A downloading task whose worker shows no sign of life for this long is queued again.
+DOWNLOAD_STALE_SECONDS = _env_float("LLM_MANAGER_DOWNLOAD_STALE_SECONDS", 15.0)
+# Free space that must remain after a download, beyond its own size.
+DOWNLOAD_DISK_MARGIN_GB = _env_float("LLM_MANAGER_DOWNLOAD_DISK_MARGIN_GB", 1.0)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import random
 
 from tests.fakes.hub import FakeHub
 from tests.fakes.ollama_library import LibraryModel
 
 DIALOGPT_WEIGHTS = bytes(range(256)) * 16  # 4 KiB: an LFS file
+BIG_WEIGHTS = random.Random(1).randbytes(8 * 1024 * 1024)  # split into parts when the threshold is 1 MiB
 TINY_GGUF_Q4 = b"GGUF" + bytes(3000)
 TINY_GGUF_Q8 = b"GGUF" + bytes(5000)
 
@@ -46,7 +48,11 @@ def populate_hub(hub: FakeHub) -> FakeHub:
         downloads=9000, likes=300, trending_score=50,
         gguf={"total": 1_100_000_000, "architecture": "llama", "context_length": 2048},
     )
-    hub.add_repo("meta-llama/Gated-Llama", files={"config.json": b"{}"}, gated="manual", downloads=100, likes=10)
+    hub.add_repo("meta-llama/Gated-Llama", files={"config.json": b"{}", "model.bin": DIALOGPT_WEIGHTS[::-1]},
+                 gated="manual", downloads=100, likes=10)
+    hub.add_repo("test-org/big-model", files={"config.json": b'{"model_type": "llama"}', "model.safetensors": BIG_WEIGHTS},
+                 downloads=5, likes=1)
+    hub.add_repo("evil-org/traversal", files={"config.json": b"{}", "../../evil.bin": b"x" * 2048}, downloads=1)
     for index in range(30):
         hub.add_repo(
             f"filler-org/filler-model-{index:02d}",

@@ -59,3 +59,31 @@ def readable_name(repo_name: str) -> str:
     """`DialoGPT-medium` → `DialoGPT Medium`; words already capitalised keep their case."""
     words = repo_name.replace("_", " ").replace("-", " ").split()
     return " ".join(word if any(c.isupper() for c in word) else word.capitalize() for word in words)
+
+
+@dataclass
+class RemoteFile:
+    """One file to download: where it is, how big, and what its bytes must hash to."""
+
+    path: str  # path in the repository, or the layer digest
+    url: str
+    size: int
+    sha256: str = ""  # LFS files and Ollama blobs
+    git_sha1: str = ""  # small Hugging Face files: the git blob id (their ETag)
+    media_type: str = ""
+
+
+@dataclass
+class DownloadPlan:
+    """What a download of one model fetches. `revision` is the resolved commit (HF) or tag (Ollama)."""
+
+    model_id: str
+    source: str
+    revision: str
+    files: list[RemoteFile]
+    manifest: bytes = b""  # Ollama: the raw manifest, stored as it came
+    registry_host: str = ""
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)

@@ -7,11 +7,20 @@ import re
 from typing import Any
 
 from django.conf import settings
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, hf_hub_url
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.hf_api import ModelInfo
 
-from catalog.sources import RemoteModel, RemoteModelGated, RemoteModelNotFound, SourceError, format_parameters, readable_name
+from catalog.sources import (
+    DownloadPlan,
+    RemoteFile,
+    RemoteModel,
+    RemoteModelGated,
+    RemoteModelNotFound,
+    SourceError,
+    format_parameters,
+    readable_name,
+)
 
 SOURCE = "huggingface"
 # Search results carry these; `expand` cannot be combined with `full`/`cardData`.
@@ -44,9 +53,9 @@ def search(query: str = "", model_type: str = "", sort: str = "downloads", limit
         raise SourceError(f"Hugging Face is unreachable: {exc}") from exc
 
 
-def model_info(repo_id: str, revision: str | None = None) -> RemoteModel:
+def _fetch_info(repo_id: str, revision: str | None) -> ModelInfo:
     try:
-        info = api().model_info(repo_id, revision=revision, files_metadata=True)
+        return api().model_info(repo_id, revision=revision, files_metadata=True)
     except GatedRepoError as exc:
         raise RemoteModelGated(f"{repo_id} is gated: a token with access is needed (HF_TOKEN)") from exc
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
@@ -55,7 +64,32 @@ def model_info(repo_id: str, revision: str | None = None) -> RemoteModel:
         raise SourceError(f"Hugging Face answered an error for {repo_id}: {exc}") from exc
     except Exception as exc:
         raise SourceError(f"Hugging Face is unreachable: {exc}") from exc
-    return to_remote_model(info)
+
+
+def model_info(repo_id: str, revision: str | None = None) -> RemoteModel:
+    return to_remote_model(_fetch_info(repo_id, revision))
+
+
+def download_plan(repo_id: str, revision: str = "main", include: list[str] | None = None) -> DownloadPlan:
+    """The files of a repository at a revision (all, or those matching `include` globs), with their hashes."""
+    info = _fetch_info(repo_id, revision)
+    commit = info.sha or revision
+    files = []
+    for sibling in info.siblings or []:
+        if include and not any(fnmatch.fnmatch(sibling.rfilename, pattern) for pattern in include):
+            continue
+        files.append(
+            RemoteFile(
+                path=sibling.rfilename,
+                url=hf_hub_url(repo_id, sibling.rfilename, revision=commit, endpoint=settings.HF_ENDPOINT),
+                size=sibling.size or 0,
+                sha256=sibling.lfs.sha256 if sibling.lfs else "",
+                git_sha1="" if sibling.lfs else (sibling.blob_id or ""),
+            )
+        )
+    if not files:
+        raise RemoteModelNotFound(f"No file of {repo_id} matches {include}" if include else f"{repo_id} has no files")
+    return DownloadPlan(model_id=repo_id, source=SOURCE, revision=commit, files=files)
 
 
 def _parameter_count(info: ModelInfo) -> int | None:

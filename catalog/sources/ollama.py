@@ -7,6 +7,7 @@ details come from the registry: the manifest's layer sizes and the config blob.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -14,7 +15,9 @@ from html.parser import HTMLParser
 import httpx
 from django.conf import settings
 
-from catalog.sources import RemoteModel, RemoteModelNotFound, SourceError
+from urllib.parse import urlsplit
+
+from catalog.sources import DownloadPlan, RemoteFile, RemoteModel, RemoteModelNotFound, SourceError
 
 SOURCE = "ollama"
 MANIFEST_ACCEPT = "application/vnd.docker.distribution.manifest.v2+json"
@@ -206,21 +209,47 @@ def list_tags(model: str) -> list[str]:
     return parser.tags
 
 
-def fetch_manifest(name: OllamaName) -> dict:
+def fetch_manifest_bytes(name: OllamaName) -> bytes:
     url = f"{settings.OLLAMA_REGISTRY}/v2/{name.namespace}/{name.model}/manifests/{name.tag}"
     response = _get(url, headers={"Accept": MANIFEST_ACCEPT})
     if response.status_code == 404:
         raise RemoteModelNotFound(f"{name.model_id} was not found in the Ollama registry")
     if response.status_code != 200:
         raise SourceError(f"The Ollama registry answered {response.status_code} for {name.model_id}")
+    return response.content
+
+
+def fetch_manifest(name: OllamaName) -> dict:
     try:
-        return response.json()
+        return json.loads(fetch_manifest_bytes(name))
     except ValueError as exc:
         raise SourceError(f"The Ollama registry sent a manifest that is not JSON for {name.model_id}") from exc
 
 
+def blob_url(name: OllamaName, digest: str) -> str:
+    return f"{settings.OLLAMA_REGISTRY}/v2/{name.namespace}/{name.model}/blobs/{digest}"
+
+
+def download_plan(model_id: str) -> DownloadPlan:
+    """The config blob and layers of `model[:tag]`, each verified by its sha256 digest."""
+    name = parse_name(model_id)
+    raw = fetch_manifest_bytes(name)
+    try:
+        manifest = json.loads(raw)
+        blobs = [manifest["config"], *manifest.get("layers", [])]
+        files = [
+            RemoteFile(path=blob["digest"], url=blob_url(name, blob["digest"]), size=int(blob["size"]),
+                       sha256=str(blob["digest"]).removeprefix("sha256:"), media_type=blob.get("mediaType", ""))
+            for blob in blobs
+        ]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SourceError(f"The Ollama registry sent a manifest we cannot read for {model_id}: {exc}") from exc
+    return DownloadPlan(model_id=name.model_id, source=SOURCE, revision=name.tag, files=files, manifest=raw,
+                        registry_host=urlsplit(settings.OLLAMA_REGISTRY).netloc)
+
+
 def fetch_blob_json(name: OllamaName, digest: str) -> dict:
-    response = _get(f"{settings.OLLAMA_REGISTRY}/v2/{name.namespace}/{name.model}/blobs/{digest}")
+    response = _get(blob_url(name, digest))
     if response.status_code != 200:
         raise SourceError(f"The Ollama registry answered {response.status_code} for blob {digest}")
     try:

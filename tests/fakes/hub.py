@@ -108,8 +108,10 @@ class FakeHub:
         self.requests: list[dict] = []
         self.token: str | None = None  # the token that may read gated repos
         self.delay_seconds = 0.0  # added to every API answer
-        self.corrupt_next: set[str] = set()  # sha256 of LFS blobs to corrupt once
+        self.corrupt_times: dict[str, int] = {}  # sha256 of an LFS blob → how many more times to corrupt it
+        self.bytes_sent: dict[str, int] = {}  # sha256 of an LFS blob → body bytes sent for it
         self.bytes_per_second: float | None = None  # throttle for file bodies
+        self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.port: int | None = None
 
@@ -316,13 +318,14 @@ class HubHandler(BaseHTTPRequestHandler):
         for repo in self.hub.repos.values():
             for data in repo.files.values():
                 if hashlib.sha256(data).hexdigest() == sha256:
-                    if sha256 in self.hub.corrupt_next and self.command == "GET":
-                        self.hub.corrupt_next.discard(sha256)
-                        data = bytes([data[0] ^ 0xFF]) + data[1:]
-                    return self._body(data, {"ETag": f'"{sha256}"', "Accept-Ranges": "bytes"})
+                    if self.hub.corrupt_times.get(sha256) and self.command == "GET":
+                        self.hub.corrupt_times[sha256] -= 1
+                        middle = len(data) // 2
+                        data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
+                    return self._body(data, {"ETag": f'"{sha256}"', "Accept-Ranges": "bytes"}, sha256)
         self._error(404, "EntryNotFound", "No such blob")
 
-    def _body(self, data: bytes, headers: dict):
+    def _body(self, data: bytes, headers: dict, count_as: str = ""):
         start, end, status = 0, len(data) - 1, 200
         byte_range = self.headers.get("Range")
         if byte_range:
@@ -347,6 +350,9 @@ class HubHandler(BaseHTTPRequestHandler):
         try:
             for offset in range(0, len(body), chunk):
                 self.wfile.write(body[offset : offset + chunk])
+                if count_as:
+                    with self.hub.lock:
+                        self.hub.bytes_sent[count_as] = self.hub.bytes_sent.get(count_as, 0) + len(body[offset : offset + chunk])
                 if rate:
                     time.sleep(chunk / rate)
         except (BrokenPipeError, ConnectionResetError):

@@ -13,12 +13,15 @@ import psutil
 
 from django.conf import settings
 from django.core.management import call_command
+from django.db import close_old_connections
 from django.core.management.base import BaseCommand
 
+from downloads.services import recover_interrupted_downloads
 from llm_manager.system.services import refresh_query_planner_statistics
 
 STOP_GRACE_SECONDS = 10
 WORKER_RESTART_DELAY_SECONDS = 2
+WATCHDOG_SECONDS = 5
 
 
 class Command(BaseCommand):
@@ -32,6 +35,8 @@ class Command(BaseCommand):
     def handle(self, *args, host: str, port: int, no_worker: bool, **options):
         call_command("migrate", interactive=False, verbosity=0)
         refresh_query_planner_statistics()
+        # No worker of ours runs yet: every "downloading" task was interrupted.
+        recover_interrupted_downloads(everything=True)
         manage_py = str(Path(settings.BASE_DIR) / "manage.py")
         web_argv = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), settings.ASGI_APPLICATION.replace(".application", ":application")]
         worker_argv = [sys.executable, manage_py, "qcluster"]
@@ -58,8 +63,12 @@ class Command(BaseCommand):
         )
         self.stdout.flush()
         exit_code = 0
+        next_watch = time.monotonic() + WATCHDOG_SECONDS
         while not stopping:
             time.sleep(0.2)
+            if time.monotonic() >= next_watch:
+                next_watch = time.monotonic() + WATCHDOG_SECONDS
+                self._watch_downloads()
             if web.poll() is not None:
                 self.stderr.write(f"The web server exited with status {web.returncode}; stopping.")
                 exit_code = 1
@@ -73,6 +82,15 @@ class Command(BaseCommand):
         self._stop([p for p in (web, worker) if p is not None])
         self.stdout.write("LLM Manager stopped.")
         sys.exit(exit_code)
+
+    def _watch_downloads(self) -> None:
+        """Queue again downloads whose worker died (their heartbeat stopped)."""
+        try:
+            recover_interrupted_downloads()
+        except Exception as exc:  # the database may be busy or briefly gone: try again next round
+            self.stderr.write(f"download watchdog: {exc}")
+        finally:
+            close_old_connections()
 
     @staticmethod
     def _stop(processes: list[subprocess.Popen]) -> None:
