@@ -26,7 +26,16 @@ from catalog.services import SOURCES, validate_source
 from catalog.sources import DownloadPlan, RemoteModelGated, RemoteModelNotFound, SourceError, huggingface, ollama
 from downloads import storage
 from downloads.models import ACTIVE_DOWNLOAD_STATUSES, DownloadFile, DownloadStatus, DownloadTask
-from downloads.transfer import FileTransfer, TransferFailed, TransferSettings, TransferStopped, file_digest, split_into_parts
+from downloads.transfer import (
+    FileTransfer,
+    TransferFailed,
+    TransferSettings,
+    TransferStopped,
+    checkpoint_path,
+    file_digest,
+    load_checkpoint,
+    split_into_parts,
+)
 from llm_manager.api import ApiError
 
 logger = logging.getLogger(__name__)
@@ -193,7 +202,9 @@ def delete_task(task_id: str, delete_files: bool) -> dict:
 def remove_partial_files(task: DownloadTask) -> None:
     for file in task.files.all():
         if file.destination:
-            storage.partial_path(Path(file.destination)).unlink(missing_ok=True)
+            partial = storage.partial_path(Path(file.destination))
+            partial.unlink(missing_ok=True)
+            checkpoint_path(partial).unlink(missing_ok=True)
         file.parts, file.downloaded_bytes, file.status = [], 0, DownloadFile.Status.PENDING
         file.save(update_fields=["parts", "downloaded_bytes", "status"])
 
@@ -390,11 +401,18 @@ def _download(task: DownloadTask) -> None:
         completed_at=timezone.now(), updated_at=timezone.now(), error="", error_code="")
 
 
+def _algorithm(file: DownloadFile) -> str:
+    return "sha256" if file.sha256 or not file.etag else "git"
+
+
+def _expected_digest(file: DownloadFile) -> str:
+    return file.sha256 or file.etag
+
+
 def _verified(path: Path, file: DownloadFile) -> bool:
-    if file.sha256:
-        return file_digest(path, "sha256") == file.sha256
-    if file.etag:
-        return file_digest(path, "git") == file.etag
+    expected = _expected_digest(file)
+    if expected:
+        return file_digest(path, _algorithm(file)) == expected
     return path.stat().st_size == file.size
 
 
@@ -406,20 +424,26 @@ def _fetch_file(task: DownloadTask, file: DownloadFile, progress: _Progress, aut
     partial = storage.partial_path(destination)
     settings_ = transfer_settings()
     for attempt in range(2):
-        if not file.parts or not partial.exists():
-            file.parts = split_into_parts(file.size, settings_.part_count, settings_.part_threshold)
+        fresh_parts = split_into_parts(file.size, settings_.part_count, settings_.part_threshold)
+        if not file.parts or not partial.exists() or [p[:2] for p in file.parts] != [p[:2] for p in fresh_parts]:
+            file.parts = fresh_parts
+        # The checkpoint beside the partial file may know of bytes written after the last database write.
+        file.parts = load_checkpoint(partial, file.parts)
         file.status = DownloadFile.Status.DOWNLOADING
-        transfer = FileTransfer(file.url, file.size, partial, file.parts, settings_, auth)
+        transfer = FileTransfer(file.url, file.size, partial, file.parts, settings_, auth, _algorithm(file))
         try:
-            transfer.run(lambda: progress.tick(file, transfer))
+            digest = transfer.run(lambda: progress.tick(file, transfer))
         finally:
             progress.tick(file, transfer, force=True)  # what is on disk is recorded, whatever happened
-        if _verified(partial, file):
+        expected = _expected_digest(file)
+        if not expected or digest == expected:
             partial.replace(destination)
+            checkpoint_path(partial).unlink(missing_ok=True)
             _mark_done(file)
             return
         logger.warning("%s of %s failed verification (attempt %d)", file.path, task.model_id, attempt + 1)
         partial.unlink(missing_ok=True)
+        checkpoint_path(partial).unlink(missing_ok=True)
         file.parts, file.downloaded_bytes = [], 0
         file.save(update_fields=["parts", "downloaded_bytes"])
     file.status, file.error = DownloadFile.Status.FAILED, "checksum mismatch"

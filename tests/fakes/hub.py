@@ -54,6 +54,9 @@ class FakeRepo:
     def __post_init__(self):
         if not self.sha:
             self.sha = hashlib.sha1(self.repo_id.encode()).hexdigest()
+        # Hash once: a benchmark's 1 GiB file would otherwise be hashed on every request.
+        self.sha256 = {path: hashlib.sha256(data).hexdigest() for path, data in self.files.items()}
+        self.git_sha1 = {path: git_blob_sha1(data) for path, data in self.files.items()}
 
     def is_lfs(self, path: str) -> bool:
         return len(self.files[path]) >= LFS_THRESHOLD
@@ -62,9 +65,9 @@ class FakeRepo:
         entry: dict = {"rfilename": path}
         if blobs:
             data = self.files[path]
-            entry.update(size=len(data), blobId=git_blob_sha1(data))
+            entry.update(size=len(data), blobId=self.git_sha1[path])
             if self.is_lfs(path):
-                entry["lfs"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "pointerSize": 134}
+                entry["lfs"] = {"size": len(data), "sha256": self.sha256[path], "pointerSize": 134}
         return entry
 
     def summary(self) -> dict:
@@ -106,6 +109,7 @@ class FakeHub:
     def __init__(self):
         self.repos: dict[str, FakeRepo] = {}
         self.requests: list[dict] = []
+        self.blobs: dict[str, bytes] = {}  # sha256 → bytes, for the storage host
         self.token: str | None = None  # the token that may read gated repos
         self.delay_seconds = 0.0  # added to every API answer
         self.corrupt_times: dict[str, int] = {}  # sha256 of an LFS blob → how many more times to corrupt it
@@ -119,6 +123,8 @@ class FakeHub:
     def add_repo(self, repo_id: str, **kwargs) -> FakeRepo:
         repo = FakeRepo(repo_id, **kwargs)
         self.repos[repo_id] = repo
+        for path, data in repo.files.items():
+            self.blobs[repo.sha256[path]] = data
         return repo
 
     @property
@@ -140,6 +146,7 @@ class FakeHub:
         Handler.hub = hub
         self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
+        self._server.handle_error = lambda request, address: None  # clients that hang up are expected here
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -281,9 +288,9 @@ class HubHandler(BaseHTTPRequestHandler):
             entries = []
             for path in sorted(repo.files):
                 data = repo.files[path]
-                entry = {"type": "file", "oid": git_blob_sha1(data), "size": len(data), "path": path}
+                entry = {"type": "file", "oid": repo.git_sha1[path], "size": len(data), "path": path}
                 if repo.is_lfs(path):
-                    entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                    entry["lfs"] = {"oid": repo.sha256[path], "size": len(data), "pointerSize": 134}
                 entries.append(entry)
             return self._json(entries)
         blobs = query.get("blobs", ["false"])[0].lower() == "true"
@@ -305,25 +312,24 @@ class HubHandler(BaseHTTPRequestHandler):
         data = repo.files[path]
         headers = {"X-Repo-Commit": repo.sha, "Accept-Ranges": "bytes"}
         if repo.is_lfs(path):
-            sha256 = hashlib.sha256(data).hexdigest()
+            sha256 = repo.sha256[path]
             headers.update(
-                {"X-Linked-Etag": f'"{sha256}"', "X-Linked-Size": str(len(data)), "ETag": f'"{git_blob_sha1(data)}"',
+                {"X-Linked-Etag": f'"{sha256}"', "X-Linked-Size": str(len(data)), "ETag": f'"{repo.git_sha1[path]}"',
                  "Location": f"{self.hub.storage_url}/__storage/{sha256}?name={quote(path)}"}
             )
             return self._send(302, b"", headers)
-        headers["ETag"] = f'"{git_blob_sha1(data)}"'
+        headers["ETag"] = f'"{repo.git_sha1[path]}"'
         self._body(data, headers)
 
     def _storage(self, sha256: str):
-        for repo in self.hub.repos.values():
-            for data in repo.files.values():
-                if hashlib.sha256(data).hexdigest() == sha256:
-                    if self.hub.corrupt_times.get(sha256) and self.command == "GET":
-                        self.hub.corrupt_times[sha256] -= 1
-                        middle = len(data) // 2
-                        data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
-                    return self._body(data, {"ETag": f'"{sha256}"', "Accept-Ranges": "bytes"}, sha256)
-        self._error(404, "EntryNotFound", "No such blob")
+        data = self.hub.blobs.get(sha256)
+        if data is None:
+            return self._error(404, "EntryNotFound", "No such blob")
+        if self.hub.corrupt_times.get(sha256) and self.command == "GET":
+            self.hub.corrupt_times[sha256] -= 1
+            middle = len(data) // 2
+            data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
+        return self._body(data, {"ETag": f'"{sha256}"', "Accept-Ranges": "bytes"}, sha256)
 
     def _body(self, data: bytes, headers: dict, count_as: str = ""):
         start, end, status = 0, len(data) - 1, 200
@@ -336,7 +342,7 @@ class HubHandler(BaseHTTPRequestHandler):
             end = min(int(match[2]), len(data) - 1) if match[2] else len(data) - 1
             status = 206
             headers = {**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"}
-        body = data[start : end + 1]
+        body = memoryview(data)[start : end + 1]
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(body)))
@@ -346,7 +352,7 @@ class HubHandler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return
         rate = self.hub.bytes_per_second
-        chunk = 64 * 1024 if not rate else max(1024, int(rate / 20))
+        chunk = 1024 * 1024 if not rate else max(1024, int(rate / 20))
         try:
             for offset in range(0, len(body), chunk):
                 self.wfile.write(body[offset : offset + chunk])
