@@ -15,12 +15,14 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections, transaction
 from django.db.models import Count, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from catalog import selectors
 from catalog.models import CatalogModel, Favorite, Source, SyncJob
 from catalog.sources import RemoteModel, RemoteModelGated, RemoteModelNotFound, SourceError, huggingface, ollama
 from downloads.models import DownloadStatus, DownloadTask
+from inference.models import DeploymentUsage
 from llm_manager.api import ApiError
 from llm_manager.system.services import refresh_query_planner_statistics
 
@@ -192,6 +194,9 @@ def stats() -> dict:
         "downloaded_models": completed.values("source", "model_id").distinct().count(),
         "downloaded_bytes": completed.aggregate(total=Sum("total_bytes"))["total"] or 0,
         "last_sync": last_sync,
+        "inference": DeploymentUsage.objects.aggregate(
+            requests=Coalesce(Sum("requests"), 0), errors=Coalesce(Sum("errors"), 0),
+            prompt_tokens=Coalesce(Sum("prompt_tokens"), 0), completion_tokens=Coalesce(Sum("completion_tokens"), 0)),
     }
 
 

@@ -1,14 +1,15 @@
 from django.urls import path
 
-from llm_manager.api import pending_endpoint
+from deployments import views
+from llm_manager.api import off_event_loop
 
 urlpatterns = [
-    path("start", pending_endpoint("deployment start", ("post",), "Start a deployment")),
-    path("list", pending_endpoint("deployment list", ("get",), "List deployments")),
-    path("<str:deployment_id>", pending_endpoint("deployment", ("get", "delete"), "Get or delete a deployment")),
-    path("<str:deployment_id>/stop", pending_endpoint("deployment stop", ("put",), "Stop a deployment")),
-    path("<str:deployment_id>/restart", pending_endpoint("deployment restart", ("put",), "Restart a deployment")),
-    path("<str:deployment_id>/logs", pending_endpoint("deployment logs", ("get",), "Last lines of the engine log")),
-    path("<str:deployment_id>/health", pending_endpoint("deployment health", ("get",), "Deployment health")),
-    path("<str:deployment_id>/model-info", pending_endpoint("deployment model info", ("get",), "Model served")),
+    path("start", off_event_loop(views.StartView.as_view())),
+    path("list", views.ListView.as_view()),
+    path("<str:deployment_id>", off_event_loop(views.DetailView.as_view())),
+    path("<str:deployment_id>/stop", off_event_loop(views.StopView.as_view())),
+    path("<str:deployment_id>/restart", off_event_loop(views.RestartView.as_view())),
+    path("<str:deployment_id>/logs", views.LogsView.as_view()),
+    path("<str:deployment_id>/health", off_event_loop(views.HealthView.as_view())),
+    path("<str:deployment_id>/model-info", off_event_loop(views.ModelInfoView.as_view())),
 ]

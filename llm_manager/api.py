@@ -55,16 +55,16 @@ def error_json(code: str, message: str, http_status: int, details: Any = None) -
     return JsonResponse(error_body(code, message, details), status=http_status)
 
 
-def _first_error(detail: Any, prefix: str = "") -> str:
+def first_error(detail: Any, prefix: str = "") -> str:
     """The first message of a DRF error tree, named by its field: ``page: ...``."""
     if isinstance(detail, dict):
         for field, value in detail.items():
             name = f"{prefix}.{field}" if prefix else str(field)
             if field == "non_field_errors":
                 name = prefix
-            return _first_error(value, name)
+            return first_error(value, name)
     if isinstance(detail, list) and detail:
-        return _first_error(detail[0], prefix)
+        return first_error(detail[0], prefix)
     return f"{prefix}: {detail}" if prefix else str(detail)
 
 
@@ -87,11 +87,11 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
     if isinstance(exc, exceptions.ValidationError):
         return Response(
-            error_body("VALIDATION_ERROR", _first_error(exc.detail), exc.detail), status=status.HTTP_400_BAD_REQUEST
+            error_body("VALIDATION_ERROR", first_error(exc.detail), exc.detail), status=status.HTTP_400_BAD_REQUEST
         )
     if isinstance(exc, exceptions.APIException):
         code = _DRF_ERRORS.get(type(exc), str(exc.default_code).upper())
-        return Response(error_body(code, _first_error(exc.detail)), status=exc.status_code)
+        return Response(error_body(code, first_error(exc.detail)), status=exc.status_code)
     view = context.get("view")
     logger.exception("Unhandled error in %s", type(view).__name__ if view else "API view")
     return Response(error_body("INTERNAL_ERROR", "Internal server error"), status=500)

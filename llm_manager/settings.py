@@ -228,6 +228,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "inference.schema.add_inference_paths",
+    ],
 }
 
 LOGGING = {
@@ -267,3 +271,10 @@ DOWNLOAD_RETRY_BACKOFF_SECONDS = _env_float("LLM_MANAGER_DOWNLOAD_BACKOFF_SECOND
 DOWNLOAD_STALE_SECONDS = _env_float("LLM_MANAGER_DOWNLOAD_STALE_SECONDS", 15.0)
 # Free space that must remain after a download, beyond its own size.
 DOWNLOAD_DISK_MARGIN_GB = _env_float("LLM_MANAGER_DOWNLOAD_DISK_MARGIN_GB", 1.0)
+
+# --- Deployments --------------------------------------------------------------
+ENGINE_PORT_RANGE = tuple(int(p) for p in _env("LLM_MANAGER_ENGINE_PORTS", "8000-8999").split("-", 1))
+ENGINE_READY_TIMEOUT = _env_float("LLM_MANAGER_ENGINE_READY_TIMEOUT", 600.0)
+ENGINE_STOP_GRACE = _env_float("LLM_MANAGER_ENGINE_STOP_GRACE", 10.0)
+ENGINE_LOG_MAX_BYTES = _env_int("LLM_MANAGER_ENGINE_LOG_MAX_BYTES", 10 * 1024 * 1024)
+ENGINE_LOG_BACKUPS = 3

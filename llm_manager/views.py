@@ -1,6 +1,6 @@
 """Fallback views that keep the envelope on paths and failures outside DRF views."""
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
@@ -13,7 +13,12 @@ def _is_api(request: HttpRequest) -> bool:
 
 @csrf_exempt
 def api_not_found(request: HttpRequest) -> HttpResponse:
-    return error_json("NOT_FOUND", f"No endpoint at {request.path}", 404)
+    message = f"No endpoint at {request.path}"
+    if request.path.startswith("/v1/"):
+        # OpenAI clients read OpenAI's own error shape.
+        return JsonResponse({"error": {"message": message, "type": "invalid_request_error", "code": "NOT_FOUND"}},
+                            status=404)
+    return error_json("NOT_FOUND", message, 404)
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -80,3 +80,23 @@ def start_service(tmp_path, sources_env):
     yield start
     for instance in started:
         instance.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory, fake_hub):
+    """A tiny random llama GGUF that llama.cpp loads, published on the fake hub as a GGUF repo."""
+    pytest.importorskip("gguf", reason="the gguf package is not installed")
+    from tests.engines import TINY_FILE, TINY_REPO
+    from tests.fakes.tiny_gguf import write_tiny_gguf
+
+    path = write_tiny_gguf(tmp_path_factory.mktemp("gguf") / TINY_FILE)
+    fake_hub.add_repo(TINY_REPO, files={TINY_FILE: path.read_bytes(), "README.md": b"# tiny"},
+                      library_name="gguf", tags=["gguf"])
+    return path
+
+
+@pytest.fixture(scope="session")
+def engine_env(sources_env):
+    """A service environment for tests that run engines: their own port range, short timeouts."""
+    return {**sources_env, "LLM_MANAGER_ENGINE_PORTS": "18100-18199", "LLM_MANAGER_ENGINE_STOP_GRACE": "3",
+            "LLM_MANAGER_ENGINE_READY_TIMEOUT": "60", "LLM_MANAGER_DOWNLOAD_DISK_MARGIN_GB": "0.01"}

@@ -11,11 +11,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
-
-from urllib.parse import urlsplit
 
 from catalog.sources import DownloadPlan, RemoteFile, RemoteModel, RemoteModelNotFound, SourceError
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -10,8 +11,6 @@ from rest_framework.views import APIView
 from llm_manager import __version__
 from llm_manager.api import success
 from llm_manager.system import services
-
-from django.conf import settings
 
 
 class ServiceHealthView(APIView):

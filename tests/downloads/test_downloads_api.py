@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import psutil
-import pytest
 from huggingface_hub import scan_cache_dir
 
 from tests import world

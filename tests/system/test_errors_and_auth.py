@@ -7,9 +7,6 @@ import pytest
 from tests.envelope import assert_error
 
 
-
-
-
 def test_unknown_api_path_is_a_404_envelope(api):
     assert_error(api.get("/api/no-such-thing"), 404, "NOT_FOUND")
     assert_error(api.post("/api/system/nothing/here", json={}), 404, "NOT_FOUND")

@@ -5,9 +5,6 @@ import time
 from tests.envelope import assert_success
 
 
-
-
-
 def test_health_is_the_contracts_bare_shape(api):
     assert api.get("/health").json() == {"status": "healthy", "service": "llm-manager-api", "version": "1.0.0"}
     assert api.get("/api/health").json() == {"status": "healthy", "api_version": "v1", "service": "llm-manager-api"}

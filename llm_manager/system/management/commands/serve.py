@@ -6,22 +6,24 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import psutil
-
 from django.conf import settings
 from django.core.management import call_command
-from django.db import close_old_connections
 from django.core.management.base import BaseCommand
+from django.db import close_old_connections
 
+from deployments.services import supervise
 from downloads.services import recover_interrupted_downloads
 from llm_manager.system.services import refresh_query_planner_statistics
 
 STOP_GRACE_SECONDS = 10
 WORKER_RESTART_DELAY_SECONDS = 2
 WATCHDOG_SECONDS = 5
+SUPERVISE_SECONDS = 1
 
 
 class Command(BaseCommand):
@@ -50,6 +52,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
 
+        supervisor = threading.Thread(target=self._supervise_deployments, args=(lambda: stopping,), daemon=True)
+        supervisor.start()
         web = subprocess.Popen(web_argv)
         worker = None if no_worker else subprocess.Popen(worker_argv)
         base = f"http://{host}:{port}"
@@ -82,6 +86,17 @@ class Command(BaseCommand):
         self._stop([p for p in (web, worker) if p is not None])
         self.stdout.write("LLM Manager stopped.")
         sys.exit(exit_code)
+
+    def _supervise_deployments(self, stopping) -> None:
+        """Every second: promote ready engines, notice crashes, restart per policy, rotate logs."""
+        while not stopping():
+            try:
+                supervise()
+            except Exception as exc:  # the database may be busy: try again next second
+                self.stderr.write(f"deployment supervisor: {exc}")
+            finally:
+                close_old_connections()
+            time.sleep(SUPERVISE_SECONDS)
 
     def _watch_downloads(self) -> None:
         """Queue again downloads whose worker died (their heartbeat stopped)."""

@@ -1,0 +1,34 @@
+"""llama.cpp through llama-cpp-python's OpenAI-compatible server, for GGUF models."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+from deployments.engines import Engine, Launch, LaunchRequest, ModelFiles
+
+DEFAULT_CONTEXT = 2048
+
+
+def missing(gpu: bool) -> str | None:
+    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("sse_starlette") is None:
+        return "pip install 'llama-cpp-python[server]'"
+    return None
+
+
+def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
+    argv = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(model.path),
+        "--model_alias", request.served_name,
+        "--host", request.host,
+        "--port", str(request.port),
+        "--n_ctx", str(request.max_model_len or DEFAULT_CONTEXT),
+        # Offload every layer when there is a GPU to offload to.
+        "--n_gpu_layers", "-1" if request.gpu else "0",
+    ]
+    # No /health here: the port opens once the model is loaded, and /v1/models answers.
+    return Launch(argv=argv, env={}, probe_path="/v1/models")
+
+
+ENGINE = Engine(name="llama.cpp", formats=("gguf",), missing=missing, launch=launch)

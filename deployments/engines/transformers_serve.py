@@ -1,0 +1,33 @@
+"""`transformers serve` for Hugging Face safetensors/PyTorch models on a CPU, loaded offline from our cache."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+from django.conf import settings
+
+from deployments.engines import Engine, Launch, LaunchRequest, ModelFiles
+
+
+def _cli() -> str | None:
+    beside_python = Path(sys.executable).with_name("transformers")
+    return str(beside_python) if beside_python.exists() else shutil.which("transformers")
+
+
+def missing(gpu: bool) -> str | None:
+    if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torch") is None or not _cli():
+        return "pip install torch 'transformers[serving]'"
+    return None
+
+
+def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
+    argv = [_cli() or "transformers", "serve", str(model.path), "--host", request.host, "--port", str(request.port),
+            "--device", "cuda" if request.gpu else "cpu"]
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(settings.MODELS_DIR / "huggingface" / "hub")}
+    return Launch(argv=argv, env=env, probe_path="/health")
+
+
+ENGINE = Engine(name="transformers", formats=("safetensors",), missing=missing, launch=launch)

@@ -1,0 +1,45 @@
+"""vLLM's OpenAI-compatible server (`vllm serve`), for Hugging Face models on NVIDIA GPUs."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+from django.conf import settings
+
+from deployments.engines import Engine, Launch, LaunchRequest, ModelFiles
+
+
+def _cli() -> str:
+    beside_python = Path(sys.executable).with_name("vllm")
+    return str(beside_python) if beside_python.exists() else (shutil.which("vllm") or "vllm")
+
+
+def missing(gpu: bool) -> str | None:
+    if importlib.util.find_spec("vllm") is None:
+        return "pip install -r requirements-gpu.txt (vllm)"
+    if not gpu:
+        return "an NVIDIA GPU with its driver (vLLM does not run on this machine's CPU here)"
+    return None
+
+
+def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
+    argv = [
+        _cli(), "serve", str(model.path),
+        # Without --host vLLM listens on every interface.
+        "--host", request.host,
+        "--port", str(request.port),
+        "--served-model-name", request.served_name,
+        "--gpu-memory-utilization", str(request.gpu_memory_utilization),
+        "--tensor-parallel-size", str(request.tensor_parallel_size),
+        "--dtype", "auto",
+    ]
+    if request.max_model_len:
+        argv += ["--max-model-len", str(request.max_model_len)]
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(settings.MODELS_DIR / "huggingface" / "hub")}
+    return Launch(argv=argv, env=env, probe_path="/health")
+
+
+ENGINE = Engine(name="vllm", formats=("safetensors",), missing=missing, launch=launch, needs_gpu=True)

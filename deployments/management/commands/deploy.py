@@ -1,0 +1,46 @@
+"""`manage.py deploy MODEL_ID --source … [--engine] [--port]`: start a deployment and wait until it runs.
+
+The `serve` process supervises it from then on (its probe, crashes, restarts).
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from deployments import services
+from deployments.engines import ENGINES
+from deployments.models import DeploymentStatus
+from llm_manager.api import ApiError
+
+
+class Command(BaseCommand):
+    help = "Deploy a downloaded model on an inference engine."
+
+    def add_arguments(self, parser):
+        parser.add_argument("model_id")
+        parser.add_argument("--source", required=True, choices=["huggingface", "ollama"])
+        parser.add_argument("--engine", choices=sorted(ENGINES))
+        parser.add_argument("--port", type=int)
+        parser.add_argument("--max-model-len", type=int)
+        parser.add_argument("--force", action="store_true", help="start even if the memory estimate says no")
+
+    def handle(self, *args, model_id, source, engine, port, max_model_len, force, **options):
+        try:
+            deployment = services.start_deployment(model_id, source, port, 0.9, max_model_len, engine=engine,
+                                                   force=force)
+        except ApiError as exc:
+            raise CommandError(f"{exc.code}: {exc.message}") from None
+        self.stdout.write(f"{deployment.id}: {deployment.engine} starting on port {deployment.port}")
+        deadline = time.monotonic() + settings.ENGINE_READY_TIMEOUT
+        while time.monotonic() < deadline:
+            services.supervise()
+            deployment.refresh_from_db()
+            if deployment.status != DeploymentStatus.STARTING:
+                break
+            time.sleep(0.5)
+        if deployment.status != DeploymentStatus.RUNNING:
+            raise CommandError(f"{deployment.id} is {deployment.status}: {deployment.error}")
+        self.stdout.write(f"{deployment.id} is running at http://{deployment.host}:{deployment.port}/v1")

@@ -1,0 +1,111 @@
+"""Deployment API views (contract section 4)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.views import APIView
+
+from catalog.services import validate_source
+from deployments import selectors, services
+from deployments.engines import ENGINES
+from deployments.models import Deployment, DeploymentStatus, RestartPolicy
+from llm_manager.api import success, validate_query
+
+
+class StartRequest(serializers.Serializer):
+    model_id = serializers.CharField(max_length=255)
+    model_source = serializers.CharField(max_length=20)
+    port = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=65535)
+    gpu_memory_utilization = serializers.FloatField(required=False, default=0.9)
+    max_model_len = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    engine = serializers.ChoiceField(choices=sorted(ENGINES), required=False, allow_null=True)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
+    restart_policy = serializers.ChoiceField(choices=RestartPolicy.choices, required=False,
+                                             default=RestartPolicy.ON_FAILURE)
+    tensor_parallel_size = serializers.IntegerField(required=False, default=1, min_value=1, max_value=64)
+    force = serializers.BooleanField(required=False, default=False)
+
+    def validate_gpu_memory_utilization(self, value: float) -> float:
+        if not 0 < value <= 1:
+            raise serializers.ValidationError("must be in (0, 1]")
+        return value
+
+
+class StartView(APIView):
+    @extend_schema(summary="Start a deployment of a downloaded model on an inference engine", request=StartRequest)
+    def post(self, request):
+        body = StartRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        validate_source(data["model_source"])
+        deployment = services.start_deployment(**data)
+        shown = selectors.deployment_to_dict(deployment)
+        return success({key: shown[key] for key in ("deployment_id", "model_id", "status", "host", "port",
+                                                    "created_at", "engine", "name", "pid")}, "Deployment starting")
+
+
+class ListQuery(serializers.Serializer):
+    status = serializers.ChoiceField(choices=DeploymentStatus.choices, required=False)
+
+
+class ListView(APIView):
+    @extend_schema(summary="List deployments", parameters=[ListQuery])
+    def get(self, request):
+        query = validate_query(ListQuery, request)
+        deployments = Deployment.objects.select_related("usage").order_by("-created_at")
+        if "status" in query:
+            deployments = deployments.filter(status=query["status"])
+        items = [selectors.deployment_to_dict(d) for d in deployments]
+        return success({"items": items, "total": len(items)})
+
+
+class DetailView(APIView):
+    @extend_schema(summary="A deployment's state")
+    def get(self, request, deployment_id: str):
+        return success(selectors.deployment_to_dict(services.get_deployment(deployment_id)))
+
+    @extend_schema(summary="Delete a deployment (stopping it first); logs are kept unless delete_logs=true",
+                   parameters=[OpenApiParameter("delete_logs", bool, required=False)])
+    def delete(self, request, deployment_id: str):
+        delete_logs = request.query_params.get("delete_logs", "false").lower() in ("1", "true", "yes")
+        return success(services.delete_deployment(deployment_id, delete_logs), "Deployment deleted")
+
+
+class StopView(APIView):
+    @extend_schema(summary="Stop a deployment: SIGTERM to its process group, SIGKILL after the grace period",
+                   request=None)
+    def put(self, request, deployment_id: str):
+        return success(selectors.deployment_to_dict(services.stop_deployment(deployment_id)), "Deployment stopped")
+
+
+class RestartView(APIView):
+    @extend_schema(summary="Restart a deployment with the same id and settings", request=None)
+    def put(self, request, deployment_id: str):
+        return success(selectors.deployment_to_dict(services.restart_deployment(deployment_id)),
+                       "Deployment restarting")
+
+
+class LogsQuery(serializers.Serializer):
+    lines = serializers.IntegerField(required=False, default=100, min_value=1, max_value=10000)
+
+
+class LogsView(APIView):
+    @extend_schema(summary="The last lines of the engine's log", parameters=[LogsQuery])
+    def get(self, request, deployment_id: str):
+        lines = validate_query(LogsQuery, request)["lines"]
+        deployment = services.get_deployment(deployment_id)
+        found = services.tail_lines(services.log_path(deployment), lines)
+        return success({"deployment_id": deployment.id, "lines": found, "count": len(found)})
+
+
+class HealthView(APIView):
+    @extend_schema(summary="Process alive, probe result and latency, uptime, restarts")
+    def get(self, request, deployment_id: str):
+        return success(services.health(services.get_deployment(deployment_id)))
+
+
+class ModelInfoView(APIView):
+    @extend_schema(summary="The engine's /v1/models answer plus what we know of the model")
+    def get(self, request, deployment_id: str):
+        return success(services.model_info(services.get_deployment(deployment_id)))

@@ -1,0 +1,51 @@
+"""OpenAPI entries for the inference routes, which are plain async Django views (streaming) outside DRF."""
+
+from __future__ import annotations
+
+_SAMPLING = {
+    "stream": {"type": "boolean", "default": False},
+    "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+    "max_tokens": {"type": "integer", "minimum": 1},
+    "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+    "presence_penalty": {"type": "number"},
+    "frequency_penalty": {"type": "number"},
+    "seed": {"type": "integer"},
+    "n": {"type": "integer", "minimum": 1},
+}
+_MESSAGES = {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["role", "content"], "properties": {
+    "role": {"type": "string", "enum": ["system", "user", "assistant", "tool", "developer"]},
+    "content": {"type": "string"}}}}
+_PROMPT = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+_ID = [{"in": "path", "name": "deployment_id", "required": True, "schema": {"type": "string"}}]
+_STREAM = {"text/event-stream": {"schema": {"type": "string", "description": "OpenAI chunks, then data: [DONE]"}}}
+
+
+def _post(summary, properties, required, parameters=(), errors="envelope"):
+    return {"post": {
+        "summary": summary, "tags": ["inference"], "parameters": list(parameters),
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": required, "properties": {**properties, **_SAMPLING}}}}},
+        "responses": {"200": {"description": "The engine's OpenAI answer"
+                              + (" in the envelope's data" if errors == "envelope" else ""),
+                              "content": {"application/json": {"schema": {"type": "object"}}, **_STREAM}},
+                      "400": {"description": "VALIDATION_ERROR, CHAT_NOT_SUPPORTED, INVALID_JSON"},
+                      "404": {"description": "DEPLOYMENT_NOT_FOUND (model_not_found on /v1)"},
+                      "409": {"description": "DEPLOYMENT_NOT_RUNNING"},
+                      "502": {"description": "ENGINE_ERROR"}}}}
+
+
+def add_inference_paths(result, generator, request, public):
+    paths = result.setdefault("paths", {})
+    paths["/api/chat/{deployment_id}"] = _post("Chat with a running deployment", {"messages": _MESSAGES},
+                                               ["messages"], _ID)
+    paths["/api/completions/{deployment_id}"] = _post("Text completion on a running deployment",
+                                                      {"prompt": _PROMPT}, ["prompt"], _ID)
+    model = {"model": {"type": "string", "description": "deployment name, deployment id or model id"}}
+    paths["/v1/chat/completions"] = _post("OpenAI-compatible chat (routed by `model`)",
+                                          {**model, "messages": _MESSAGES}, ["model", "messages"], errors="openai")
+    paths["/v1/completions"] = _post("OpenAI-compatible completions (routed by `model`)",
+                                     {**model, "prompt": _PROMPT}, ["model", "prompt"], errors="openai")
+    paths["/v1/models"] = {"get": {"summary": "OpenAI-compatible list of running deployments", "tags": ["inference"],
+                                   "responses": {"200": {"description": "{object: list, data: [...]}"}}}}
+    return result

@@ -1,0 +1,180 @@
+"""The proxy between callers and engines: validation, routing, pooled connections, usage counting.
+
+Every engine speaks the OpenAI API, so a request is checked, pointed at the right engine
+and passed on; a streamed answer goes back chunk by chunk as the engine sends it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, AsyncIterator
+
+import httpx
+from django.db.models import F
+from rest_framework import serializers
+
+from deployments.models import Deployment, DeploymentStatus
+from inference.models import DeploymentUsage
+from llm_manager.api import ApiError
+
+ROLES = ("system", "user", "assistant", "tool", "developer")
+_clients: dict[str, httpx.AsyncClient] = {}
+
+
+class Message(serializers.Serializer):
+    role = serializers.ChoiceField(choices=ROLES)
+    content = serializers.JSONField(allow_null=True, required=False)
+    name = serializers.CharField(required=False)
+
+
+class Sampling(serializers.Serializer):
+    stream = serializers.BooleanField(required=False, default=False)
+    temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
+    max_tokens = serializers.IntegerField(required=False, min_value=1)
+    top_p = serializers.FloatField(required=False, max_value=1)
+    stop = serializers.JSONField(required=False)
+    presence_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
+    frequency_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
+    seed = serializers.IntegerField(required=False)
+    n = serializers.IntegerField(required=False, min_value=1, max_value=16)
+    stream_options = serializers.JSONField(required=False)
+
+    def validate_top_p(self, value: float) -> float:
+        if value <= 0:
+            raise serializers.ValidationError("must be in (0, 1]")
+        return value
+
+
+class ChatRequest(Sampling):
+    messages = Message(many=True, allow_empty=False)
+
+
+class CompletionRequest(Sampling):
+    prompt = serializers.JSONField()
+
+    def validate_prompt(self, value):
+        if not isinstance(value, (str, list)) or (isinstance(value, list) and not value):
+            raise serializers.ValidationError("must be a string or a non-empty list")
+        return value
+
+
+def validated(serializer_class: type[serializers.Serializer], body: Any) -> dict:
+    if not isinstance(body, dict):
+        raise serializers.ValidationError({"body": ["must be a JSON object"]})
+    serializer = serializer_class(data=body)
+    serializer.is_valid(raise_exception=True)
+    # Pass on what the caller sent, as sent (validated fields only, no defaults added).
+    return {key: body[key] for key in serializer.fields if key in body}
+
+
+async def running_deployment(deployment_id: str) -> Deployment:
+    deployment = await Deployment.objects.filter(id=deployment_id).afirst()
+    if deployment is None:
+        raise ApiError("DEPLOYMENT_NOT_FOUND", f"No deployment {deployment_id}", 404)
+    if deployment.status != DeploymentStatus.RUNNING:
+        raise ApiError("DEPLOYMENT_NOT_RUNNING", f"Deployment {deployment_id} is {deployment.status}", 409)
+    return deployment
+
+
+async def deployment_for_model(model: str) -> Deployment | None:
+    """A running deployment named `model`, or with that id, or serving that model id."""
+    running = Deployment.objects.filter(status=DeploymentStatus.RUNNING)
+    for lookup in ({"name": model}, {"id": model}, {"model_id": model}):
+        found = await running.filter(**lookup).order_by("-created_at").afirst()
+        if found:
+            return found
+    return None
+
+
+def client_for(deployment: Deployment) -> httpx.AsyncClient:
+    """One pooled client per engine, so connections are reused and one slow engine holds up no other."""
+    base = f"http://{deployment.host}:{deployment.port}"
+    client = _clients.get(base)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(600.0, connect=5.0),
+                                   limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+        _clients[base] = client
+    return client
+
+
+def check_chat_supported(deployment: Deployment) -> None:
+    if deployment.options.get("chat_template") is False:
+        raise ApiError("CHAT_NOT_SUPPORTED", f"{deployment.model_id} has no chat template; use completions", 400)
+
+
+async def forward(deployment: Deployment, path: str, payload: dict) -> dict:
+    """A non-streaming request; the answer names our model id, whatever the engine called it."""
+    body = {**payload, "model": deployment.name or deployment.id, "stream": False}
+    try:
+        response = await client_for(deployment).post(path, json=body)
+    except httpx.HTTPError as exc:
+        await count(deployment, error=True)
+        raise ApiError("ENGINE_ERROR", f"The engine did not answer: {type(exc).__name__}: {exc}", 502) from None
+    if response.status_code >= 400:
+        await count(deployment, error=True)
+        raise ApiError("ENGINE_ERROR", f"The engine answered {response.status_code}: {_engine_message(response)}", 502)
+    try:
+        data = response.json()
+    except ValueError:
+        await count(deployment, error=True)
+        raise ApiError("ENGINE_ERROR", "The engine answered something that is not JSON", 502) from None
+    data["model"] = deployment.model_id
+    usage = data.get("usage") or {}
+    await count(deployment, prompt=usage.get("prompt_tokens", 0), completion=usage.get("completion_tokens", 0))
+    return data
+
+
+def _engine_message(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error")
+        return error.get("message", str(error)) if isinstance(error, dict) else str(error or response.text[:300])
+    except ValueError:
+        return response.text[:300]
+
+
+async def stream(deployment: Deployment, path: str, payload: dict) -> AsyncIterator[bytes]:
+    """The engine's SSE bytes as they arrive; an engine failure becomes an error event, then [DONE]."""
+    body = {**payload, "model": deployment.name or deployment.id, "stream": True}
+    usage: dict = {}
+    failed = False
+    try:
+        async with client_for(deployment).stream("POST", path, json=body) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                failed = True
+                yield _error_event(f"The engine answered {response.status_code}: {_engine_message(response)}")
+                yield b"data: [DONE]\n\n"
+                return
+            async for chunk in response.aiter_raw():
+                if b'"usage"' in chunk:
+                    usage = _last_usage(chunk) or usage
+                yield chunk
+    except httpx.HTTPError as exc:
+        failed = True
+        yield _error_event(f"The engine stopped answering: {type(exc).__name__}: {exc}")
+        yield b"data: [DONE]\n\n"
+    finally:
+        await count(deployment, error=failed, prompt=usage.get("prompt_tokens", 0),
+                    completion=usage.get("completion_tokens", 0))
+
+
+def _error_event(message: str) -> bytes:
+    error = {"error": {"message": message, "type": "engine_error", "code": "ENGINE_ERROR"}}
+    return f"data: {json.dumps(error)}\n\n".encode()
+
+
+def _last_usage(chunk: bytes) -> dict | None:
+    for line in reversed(chunk.split(b"\n")):
+        if line.startswith(b"data: {") and b'"usage"' in line:
+            try:
+                return json.loads(line[6:]).get("usage") or None
+            except ValueError:
+                return None
+    return None
+
+
+async def count(deployment: Deployment, error: bool = False, prompt: int = 0, completion: int = 0) -> None:
+    await DeploymentUsage.objects.aget_or_create(deployment_id=deployment.id)
+    await DeploymentUsage.objects.filter(deployment_id=deployment.id).aupdate(
+        requests=F("requests") + 1, errors=F("errors") + int(error), prompt_tokens=F("prompt_tokens") + (prompt or 0),
+        completion_tokens=F("completion_tokens") + (completion or 0))

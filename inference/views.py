@@ -1,0 +1,120 @@
+"""Chat and completions through deployments (contract section 5) and the OpenAI-compatible routes.
+
+Async views: under daphne a request waiting on an engine holds up nothing else.
+`/api/…` answers in the contract's envelope; `/v1/…` in OpenAI's own shapes.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import serializers
+
+from deployments.models import Deployment, DeploymentStatus
+from inference import services
+from llm_manager.api import ApiError, error_json, first_error, utc_timestamp
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _json_body(request: HttpRequest):
+    try:
+        return json.loads(request.body or b"null")
+    except ValueError as exc:
+        raise ApiError("INVALID_JSON", f"Malformed JSON body: {exc}", 400) from None
+
+
+def _envelope(data) -> JsonResponse:
+    return JsonResponse({"success": True, "message": "OK", "data": data, "code": 200, "timestamp": utc_timestamp()})
+
+
+def _sse(chunks) -> StreamingHttpResponse:
+    return StreamingHttpResponse(chunks, content_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _proxy(request: HttpRequest, deployment_id: str, kind: str) -> HttpResponse:
+    if request.method != "POST":
+        return error_json("METHOD_NOT_ALLOWED", f"Method \"{request.method}\" not allowed.", 405)
+    try:
+        schema, path = (services.ChatRequest, "/v1/chat/completions") if kind == "chat" else (
+            services.CompletionRequest, "/v1/completions")
+        payload = services.validated(schema, _json_body(request))
+        deployment = await services.running_deployment(deployment_id)
+        if kind == "chat":
+            services.check_chat_supported(deployment)
+        if payload.get("stream"):
+            return _sse(services.stream(deployment, path, payload))
+        return _envelope(await services.forward(deployment, path, payload))
+    except ApiError as exc:
+        return error_json(exc.code, exc.message, exc.http_status, exc.details)
+    except serializers.ValidationError as exc:
+        return error_json("VALIDATION_ERROR", first_error(exc.detail), 400, exc.detail)
+
+
+@csrf_exempt
+async def chat(request: HttpRequest, deployment_id: str) -> HttpResponse:
+    return await _proxy(request, deployment_id, "chat")
+
+
+@csrf_exempt
+async def completions(request: HttpRequest, deployment_id: str) -> HttpResponse:
+    return await _proxy(request, deployment_id, "completion")
+
+
+# --- OpenAI-compatible routes ----------------------------------------------------------------------
+
+
+def openai_error(message: str, status: int, code: str, kind: str = "invalid_request_error") -> JsonResponse:
+    return JsonResponse({"error": {"message": message, "type": kind, "code": code}}, status=status)
+
+
+async def openai_models(request: HttpRequest) -> JsonResponse:
+    if request.method != "GET":
+        return openai_error("Method not allowed", 405, "METHOD_NOT_ALLOWED")
+    data = [
+        {"id": deployment.name or deployment.id, "object": "model", "owned_by": "llm-manager",
+         "created": int(deployment.created_at.timestamp()), "root": deployment.model_id,
+         "deployment_id": deployment.id, "engine": deployment.engine}
+        async for deployment in Deployment.objects.filter(status=DeploymentStatus.RUNNING).order_by("created_at")
+    ]
+    return JsonResponse({"object": "list", "data": data})
+
+
+async def _openai_proxy(request: HttpRequest, kind: str) -> HttpResponse:
+    if request.method != "POST":
+        return openai_error("Method not allowed", 405, "METHOD_NOT_ALLOWED")
+    try:
+        body = _json_body(request)
+        model = body.get("model") if isinstance(body, dict) else None
+        if not model:
+            return openai_error("`model` is required: a deployment name, id or model id", 400, "VALIDATION_ERROR")
+        schema, path = (services.ChatRequest, "/v1/chat/completions") if kind == "chat" else (
+            services.CompletionRequest, "/v1/completions")
+        payload = services.validated(schema, body)
+        deployment = await services.deployment_for_model(model)
+        if deployment is None:
+            return openai_error(f"The model `{model}` does not exist or is not running", 404, "model_not_found")
+        if kind == "chat":
+            services.check_chat_supported(deployment)
+        if payload.get("stream"):
+            return _sse(services.stream(deployment, path, payload))
+        return JsonResponse(await services.forward(deployment, path, payload))
+    except ApiError as exc:
+        kind_of = "server_error" if exc.http_status >= 500 else "invalid_request_error"
+        return openai_error(exc.message, exc.http_status, exc.code, kind_of)
+    except serializers.ValidationError as exc:
+        return openai_error(first_error(exc.detail), 400, "VALIDATION_ERROR")
+
+
+@csrf_exempt
+async def openai_chat(request: HttpRequest) -> HttpResponse:
+    return await _openai_proxy(request, "chat")
+
+
+@csrf_exempt
+async def openai_completions(request: HttpRequest) -> HttpResponse:
+    return await _openai_proxy(request, "completion")
+
+

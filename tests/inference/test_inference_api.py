@@ -1,0 +1,185 @@
+"""Chat, completions and the OpenAI-compatible API on tiny GGUF deployments served by the real llama.cpp engine."""
+
+import json
+import os
+import signal
+import threading
+
+import pytest
+
+from tests.engines import TINY_REPO, deploy, download, wait_deployment
+from tests.envelope import assert_error, assert_success
+from tests.service import Service
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python[server] is not installed")
+
+NO_TEMPLATE_REPO = "test-org/tiny-llama-no-template-GGUF"
+
+
+@pytest.fixture(scope="module")
+def inf_service(tmp_path_factory, engine_env, tiny_gguf, fake_hub):
+    from tests.fakes.tiny_gguf import write_tiny_gguf
+
+    plain = write_tiny_gguf(tmp_path_factory.mktemp("plain") / "plain.F32.gguf", chat_template=None, seed=1)
+    fake_hub.add_repo(NO_TEMPLATE_REPO, files={"plain.F32.gguf": plain.read_bytes()}, library_name="gguf")
+    instance = Service(tmp_path_factory.mktemp("inference"), env=engine_env).start()
+    with instance.client(timeout=60) as client:
+        download(client, TINY_REPO)
+        download(client, NO_TEMPLATE_REPO)
+        ids = {}
+        for name, repo in (("tiny-a", TINY_REPO), ("tiny-b", TINY_REPO), ("plain", NO_TEMPLATE_REPO)):
+            ids[name] = assert_success(deploy(client, model_id=repo, name=name))["deployment_id"]
+        for deployment_id in ids.values():
+            assert wait_deployment(client, deployment_id, {"running", "error"})["status"] == "running"
+    instance.ids = ids
+    yield instance
+    with instance.client() as client:
+        for deployment_id in ids.values():
+            client.delete(f"/api/deployments/{deployment_id}")
+    instance.stop()
+
+
+@pytest.fixture
+def api(inf_service):
+    with inf_service.client(timeout=60) as client:
+        yield client
+
+
+HELLO = {"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 8, "temperature": 0.7, "top_p": 0.9}
+
+
+def sse_events(response) -> list:
+    events = []
+    for line in response.iter_lines():
+        if line.startswith("data: "):
+            events.append(line[6:])
+    return events
+
+
+def test_chat_and_completions_in_the_envelope(api, inf_service):
+    tiny = inf_service.ids["tiny-a"]
+    chat = assert_success(api.post(f"/api/chat/{tiny}", json={**HELLO, "stream": False}))
+    assert chat["object"] == "chat.completion" and chat["model"] == TINY_REPO and chat["id"]
+    assert chat["choices"][0]["message"]["role"] == "assistant"
+    assert chat["usage"]["completion_tokens"] >= 1 and chat["usage"]["prompt_tokens"] >= 1
+    completion = assert_success(api.post(f"/api/completions/{tiny}", json={"prompt": "Once upon a time",
+                                                                           "max_tokens": 5, "seed": 1}))
+    assert completion["object"] == "text_completion" and completion["model"] == TINY_REPO
+    assert isinstance(completion["choices"][0]["text"], str)
+    detail = assert_success(api.get(f"/api/deployments/{tiny}"))
+    assert detail["usage"]["requests"] >= 2 and detail["usage"]["completion_tokens"] >= 2
+    stats = assert_success(api.get("/api/models/stats"))["inference"]
+    assert stats["requests"] >= 2
+
+
+def test_streaming_passes_chunks_and_ends_with_done(api, inf_service):
+    tiny = inf_service.ids["tiny-a"]
+    with api.stream("POST", f"/api/chat/{tiny}", json={**HELLO, "stream": True, "max_tokens": 6}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(response)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert chunks and all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+    with api.stream("POST", f"/api/completions/{tiny}", json={"prompt": "Hi", "stream": True,
+                                                               "max_tokens": 4}) as response:
+        events = sse_events(response)
+    assert events[-1] == "[DONE]" and len(events) >= 2
+
+
+def test_the_official_openai_sdk_works_unchanged(inf_service):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{inf_service.url}/v1", api_key="unused", max_retries=0)
+    names = {model.id for model in client.models.list()}
+    assert {"tiny-a", "tiny-b", "plain"} <= names
+    answer = client.chat.completions.create(model="tiny-a", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+    assert answer.choices[0].message.role == "assistant" and answer.model == TINY_REPO
+    pieces = list(client.chat.completions.create(model="tiny-b", messages=[{"role": "user", "content": "Hi"}],
+                                                 max_tokens=4, stream=True))
+    assert pieces and pieces[0].object == "chat.completion.chunk"
+    completion = client.completions.create(model=inf_service.ids["tiny-a"], prompt="Once", max_tokens=3)
+    assert completion.object == "text_completion"
+    from openai import NotFoundError
+
+    with pytest.raises(NotFoundError) as missing:
+        client.chat.completions.create(model="nobody", messages=[{"role": "user", "content": "Hi"}])
+    assert missing.value.body["code"] == "model_not_found"
+
+
+def test_two_deployments_answer_concurrently(inf_service):
+    results = []
+
+    def ask(name):
+        with inf_service.client(timeout=60) as client:
+            for _ in range(3):
+                response = client.post(f"/api/chat/{inf_service.ids[name]}", json=HELLO)
+                results.append((name, response.status_code))
+
+    threads = [threading.Thread(target=ask, args=(name,)) for name in ("tiny-a", "tiny-b", "tiny-a", "tiny-b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(results) == 12 and all(status == 200 for _, status in results)
+
+
+def test_a_client_leaving_mid_stream_leaves_the_engine_serving(api, inf_service):
+    tiny = inf_service.ids["tiny-b"]
+    with api.stream("POST", f"/api/chat/{tiny}", json={**HELLO, "stream": True, "max_tokens": 512}) as response:
+        first = next(response.iter_lines())
+        assert first.startswith("data: ")
+    # Gone after the first chunk; the engine must be free for the next caller.
+    assert assert_success(api.post(f"/api/chat/{tiny}", json=HELLO))["object"] == "chat.completion"
+
+
+def test_bad_chat_requests(api, inf_service):
+    tiny = inf_service.ids["tiny-a"]
+    assert_error(api.post("/api/chat/deploy_nope", json=HELLO), 404, "DEPLOYMENT_NOT_FOUND")
+    assert_error(api.post(f"/api/chat/{inf_service.ids['plain']}", json=HELLO), 400, "CHAT_NOT_SUPPORTED")
+    assert_success(api.post(f"/api/completions/{inf_service.ids['plain']}", json={"prompt": "Hi", "max_tokens": 2}))
+    for bad in ({"messages": []}, {"messages": [{"role": "wizard", "content": "x"}]}, {**HELLO, "temperature": 3},
+                {**HELLO, "temperature": -1}, {**HELLO, "top_p": 0}, {**HELLO, "top_p": 1.5},
+                {**HELLO, "max_tokens": 0}, {"prompt": "x"}):
+        assert_error(api.post(f"/api/chat/{tiny}", json=bad), 400, "VALIDATION_ERROR")
+    assert_error(api.post(f"/api/completions/{tiny}", json={"prompt": []}), 400, "VALIDATION_ERROR")
+    assert_error(api.post(f"/api/chat/{tiny}", content=b"{nope", headers={"Content-Type": "application/json"}),
+                 400, "INVALID_JSON")
+    assert_error(api.get(f"/api/chat/{tiny}"), 405, "METHOD_NOT_ALLOWED")
+    openai_error = api.post("/v1/chat/completions", json={"model": "tiny-a", "messages": []})
+    assert openai_error.status_code == 400 and openai_error.json()["error"]["code"] == "VALIDATION_ERROR"
+
+
+def test_an_unreachable_engine_is_a_502(api, inf_service):
+    with inf_service.client(timeout=60) as client:
+        deployment_id = assert_success(deploy(client, name="unreachable"))["deployment_id"]
+        running = wait_deployment(client, deployment_id, {"running", "error"})
+        assert running["status"] == "running"
+        # Hold the supervisor (in the `serve` process) so the deployment still reads `running`.
+        os.kill(inf_service.process.pid, signal.SIGSTOP)
+        try:
+            os.killpg(running["pid"], signal.SIGKILL)
+            response = client.post(f"/api/chat/{deployment_id}", json=HELLO)
+        finally:
+            os.kill(inf_service.process.pid, signal.SIGCONT)
+        body = assert_error(response, 502, "ENGINE_ERROR")
+        assert "engine" in body["message"].lower()
+        assert_success(client.delete(f"/api/deployments/{deployment_id}"))
+
+
+def test_engine_killed_mid_stream_and_stopped_deployments(api, inf_service):
+    with inf_service.client(timeout=60) as client:
+        deployment_id = assert_success(deploy(client, name="doomed"))["deployment_id"]
+        running = wait_deployment(client, deployment_id, {"running", "error"})
+        assert running["status"] == "running"
+        with client.stream("POST", f"/api/chat/{deployment_id}",
+                           json={**HELLO, "stream": True, "max_tokens": 4096}) as response:
+            lines = response.iter_lines()
+            assert next(lines).startswith("data: ")
+            os.killpg(running["pid"], signal.SIGKILL)
+            rest = [line[6:] for line in lines if line.startswith("data: ")]
+        assert rest[-1] == "[DONE]"
+        assert any('"error"' in event and "ENGINE_ERROR" in event for event in rest[:-1])
+        assert_success(client.put(f"/api/deployments/{deployment_id}/stop"))
+        assert_error(client.post(f"/api/chat/{deployment_id}", json=HELLO), 409, "DEPLOYMENT_NOT_RUNNING")
+        assert_success(client.delete(f"/api/deployments/{deployment_id}"))
