@@ -72,6 +72,7 @@ def test_lifecycle_on_llama_cpp_with_crash_detection_and_restart(api):
     assert stopped["status"] == "stopped" and stopped["pid"] is None
     assert not alive(back["pid"])
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind, past TIME_WAIT
         sock.bind(("127.0.0.1", back["port"]))  # the port is free again
     assert_error(api.put(f"/api/deployments/{deployment_id}/stop"), 400, "INVALID_ACTION")
     listed = assert_success(api.get("/api/deployments/list", params={"status": "stopped"}))["items"]
