@@ -23,9 +23,11 @@ from pathlib import Path
 import httpx
 import psutil
 from django.conf import settings
+from django.db import close_old_connections
 from django.utils import timezone
 
 from deployments.engines import ENGINES, Launch, LaunchRequest, ModelFiles, choose
+from deployments.gguf_header import GGUFError, read_metadata
 from deployments.models import Deployment, DeploymentStatus, RestartPolicy
 from downloads.models import DownloadStatus, DownloadTask
 from llm_manager.api import ApiError
@@ -35,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 ACTIVE = (DeploymentStatus.STARTING, DeploymentStatus.RUNNING, DeploymentStatus.STOPPING)
 PROBE_TIMEOUT = 2.0
+READY_POLL_SECONDS = 0.05
 ERROR_LOG_LINES = 20
 
 
@@ -85,35 +88,24 @@ def memory_needed(model: ModelFiles, max_model_len: int | None) -> int:
 
 
 def gguf_shape(path: Path) -> dict:
-    """Layer count and widths from a GGUF header (gguf package), or nothing when it cannot be read."""
+    """Layer count, widths and chat template from a GGUF header; nothing when it cannot be read."""
     try:
-        from gguf import GGUFReader
-
-        reader = GGUFReader(str(path))
-        fields = {name: field for name, field in reader.fields.items()}
-        arch = bytes(fields["general.architecture"].parts[-1]).decode()
-
-        def value(key):
-            field = fields.get(f"{arch}.{key}")
-            return int(field.parts[-1][0]) if field is not None else 0
-
-        return {"num_hidden_layers": value("block_count"), "hidden_size": value("embedding_length"),
-                "num_attention_heads": value("attention.head_count"),
-                "num_key_value_heads": value("attention.head_count_kv"), "context_length": value("context_length"),
-                "architecture": arch}
-    except Exception:  # no gguf package, or a header we cannot read: weights alone then
+        metadata = read_metadata(path)
+    except (OSError, GGUFError):
         return {}
+    arch = metadata.get("general.architecture") or ""
+    return {"architecture": arch, "num_hidden_layers": metadata.get(f"{arch}.block_count"),
+            "hidden_size": metadata.get(f"{arch}.embedding_length"),
+            "num_attention_heads": metadata.get(f"{arch}.attention.head_count"),
+            "num_key_value_heads": metadata.get(f"{arch}.attention.head_count_kv"),
+            "context_length": metadata.get(f"{arch}.context_length"),
+            "chat_template": bool(metadata.get("tokenizer.chat_template"))}
 
 
 def has_chat_template(model: ModelFiles) -> bool:
     """Whether the engine can turn messages into a prompt: a template in the GGUF or the tokenizer config."""
     if model.format == "gguf":
-        try:
-            from gguf import GGUFReader
-
-            return "tokenizer.chat_template" in GGUFReader(str(model.path)).fields
-        except Exception:
-            return True  # cannot tell: let the engine decide
+        return gguf_shape(model.path).get("chat_template", True)  # cannot tell: let the engine decide
     tokenizer_config = model.path / "tokenizer_config.json"
     if (model.path / "chat_template.jinja").exists():
         return True
@@ -172,8 +164,6 @@ def spawn(deployment: Deployment) -> None:
         log.flush()
         process = subprocess.Popen(launch.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env={**os.environ, **launch.env}, cwd=settings.DATA_DIR, start_new_session=True)
-    # Reap it if it dies while we live, so it never lingers as a zombie.
-    threading.Thread(target=process.wait, daemon=True).start()
     deployment.pid = process.pid
     deployment.log_path = str(path)
     deployment.status = DeploymentStatus.STARTING
@@ -184,6 +174,36 @@ def spawn(deployment: Deployment) -> None:
                           "spawned_at": time.time(), "probe_path": launch.probe_path, "argv": launch.argv}
     deployment.options.pop("restart_at", None)
     deployment.save()
+    threading.Thread(target=_watch, args=(process, deployment.id), daemon=True, name=f"watch-{deployment.id}").start()
+
+
+def _watch(process: subprocess.Popen, deployment_id: str) -> None:
+    """From the process that started the engine: promote it the moment it is ready, notice the moment it exits
+    (and reap it, so it never lingers as a zombie). `supervise()` does the same, a second at a time, for engines
+    whose starter is gone."""
+    try:
+        while process.poll() is None:
+            deployment = Deployment.objects.filter(id=deployment_id, pid=process.pid).first()
+            if deployment is None or deployment.status != DeploymentStatus.STARTING:
+                break
+            if probe(deployment)[0]:
+                _promote(deployment)
+                break
+            time.sleep(READY_POLL_SECONDS)
+        process.wait()
+        exited = Deployment.objects.filter(id=deployment_id, pid=process.pid,
+                                           status__in=[DeploymentStatus.STARTING, DeploymentStatus.RUNNING]).first()
+        if exited is not None:
+            _failed(exited, f"the engine process exited with status {process.returncode}")
+    except Exception:
+        logger.exception("watching %s failed", deployment_id)
+    finally:
+        close_old_connections()
+
+
+def _promote(deployment: Deployment) -> None:
+    Deployment.objects.filter(id=deployment.id, pid=deployment.pid, status=DeploymentStatus.STARTING).update(
+        status=DeploymentStatus.RUNNING, started_at=timezone.now(), updated_at=timezone.now())
 
 
 def _launch(deployment: Deployment, model: ModelFiles) -> Launch:
@@ -276,6 +296,7 @@ def restart_deployment(deployment_id: str) -> Deployment:
     deployment = get_deployment(deployment_id)
     if deployment.status == DeploymentStatus.STOPPING:
         raise ApiError("INVALID_ACTION", "The deployment is stopping", 400)
+    Deployment.objects.filter(id=deployment.id).update(status=DeploymentStatus.STOPPING)  # its exit is no crash
     terminate(deployment)
     spawn(deployment)
     return deployment
@@ -378,25 +399,27 @@ def _supervise_one(deployment: Deployment) -> None:
         _failed(deployment, "the engine process exited")
         return
     if deployment.status == DeploymentStatus.STARTING:
-        ready, _, _ = probe(deployment)
-        if ready:
-            deployment.status, deployment.started_at = DeploymentStatus.RUNNING, timezone.now()
-            deployment.save(update_fields=["status", "started_at", "updated_at"])
+        if probe(deployment)[0]:
+            _promote(deployment)
         elif time.time() - deployment.options.get("spawned_at", time.time()) > settings.ENGINE_READY_TIMEOUT:
             terminate(deployment, grace=2)
             _failed(deployment, f"the engine was not ready within {settings.ENGINE_READY_TIMEOUT:.0f} s")
 
 
 def _failed(deployment: Deployment, reason: str) -> None:
-    """Mark the deployment `error` with the log's last lines, and schedule a restart if its policy allows."""
+    """Mark the deployment `error` with the log's last lines, and schedule a restart if its policy allows.
+
+    Only the first to notice a given process's end writes (the starter's watcher or the supervisor)."""
     last_lines = "\n".join(tail_lines(Path(deployment.log_path), ERROR_LOG_LINES)) if deployment.log_path else ""
-    deployment.status, deployment.pid = DeploymentStatus.ERROR, None
-    deployment.error = f"{reason}\n{last_lines}".strip()
+    options = dict(deployment.options)
     policy = deployment.restart_policy
     if policy == RestartPolicy.ALWAYS or (policy == RestartPolicy.ON_FAILURE
                                           and deployment.restart_count < deployment.max_restarts):
-        deployment.options["restart_at"] = time.time() + min(60, 2 ** deployment.restart_count)
-    deployment.save()
+        options["restart_at"] = time.time() + min(60, 2 ** deployment.restart_count)
+    Deployment.objects.filter(id=deployment.id, pid=deployment.pid,
+                              status__in=[DeploymentStatus.STARTING, DeploymentStatus.RUNNING]).update(
+        status=DeploymentStatus.ERROR, pid=None, error=f"{reason}\n{last_lines}".strip(), options=options,
+        updated_at=timezone.now())
 
 
 def rotate_log(deployment: Deployment) -> None:

@@ -1,0 +1,67 @@
+"""Reading a GGUF file's metadata (key/value header) without loading its arrays or tensors.
+
+The `gguf` package's reader parses every array (a 32k-token vocabulary takes seconds);
+the metadata a deployment needs is a handful of scalars, read here in milliseconds.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import BinaryIO
+
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+
+class GGUFError(ValueError):
+    """Not a GGUF file, or one we cannot read."""
+
+
+def _read(handle: BinaryIO, fmt: str):
+    size = struct.calcsize(fmt)
+    data = handle.read(size)
+    if len(data) != size:
+        raise GGUFError("truncated GGUF header")
+    return struct.unpack(fmt, data)[0]
+
+
+def _string(handle: BinaryIO) -> str:
+    length = _read(handle, "<Q")
+    return handle.read(length).decode("utf-8", errors="replace")
+
+
+def _skip(handle: BinaryIO, value_type: int, count: int = 1) -> None:
+    if value_type == _STRING:
+        for _ in range(count):
+            handle.seek(_read(handle, "<Q"), 1)
+    elif value_type in _SCALARS:
+        handle.seek(struct.calcsize(_SCALARS[value_type]) * count, 1)
+    else:
+        raise GGUFError(f"unknown GGUF value type {value_type}")
+
+
+def read_metadata(path: Path) -> dict:
+    """Scalar and string values by key; arrays are skipped (their keys map to None)."""
+    metadata: dict = {}
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"GGUF":
+            raise GGUFError(f"{path} is not a GGUF file")
+        version = _read(handle, "<I")
+        if version < 2:
+            raise GGUFError(f"GGUF version {version} is not supported")
+        _read(handle, "<Q")  # tensor count
+        for _ in range(_read(handle, "<Q")):
+            key = _string(handle)
+            value_type = _read(handle, "<I")
+            if value_type == _STRING:
+                metadata[key] = _string(handle)
+            elif value_type == _ARRAY:
+                item_type, count = _read(handle, "<I"), _read(handle, "<Q")
+                _skip(handle, item_type, count)
+                metadata[key] = None
+            else:
+                if value_type not in _SCALARS:
+                    raise GGUFError(f"unknown GGUF value type {value_type}")
+                metadata[key] = _read(handle, _SCALARS[value_type])
+    return metadata
