@@ -6,10 +6,13 @@ and passed on; a streamed answer goes back chunk by chunk as the engine sends it
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any, AsyncIterator
 
 import httpx
+from asgiref.sync import sync_to_async
 from django.db.models import F
 from rest_framework import serializers
 
@@ -67,8 +70,28 @@ def validated(serializer_class: type[serializers.Serializer], body: Any) -> dict
     return {key: body[key] for key in serializer.fields if key in body}
 
 
+# The hot path reads no database: routes are cached for a second, usage is added up in memory and
+# written once a second. A deployment that stops is noticed within ROUTE_TTL (its engine refuses first).
+ROUTE_TTL = 1.0
+USAGE_FLUSH_SECONDS = 1.0
+_routes: dict[tuple[str, str], tuple[float, Deployment | None]] = {}
+_usage: dict[str, list[int]] = {}
+_flusher: asyncio.Task | None = None
+
+
+async def _cached(kind: str, key: str, lookup) -> Deployment | None:
+    now = time.monotonic()
+    hit = _routes.get((kind, key))
+    if hit and now - hit[0] < ROUTE_TTL:
+        return hit[1]
+    # Off the request's own thread: pool threads keep their database connections between requests.
+    deployment = await sync_to_async(lookup, thread_sensitive=False)()
+    _routes[(kind, key)] = (now, deployment)
+    return deployment
+
+
 async def running_deployment(deployment_id: str) -> Deployment:
-    deployment = await Deployment.objects.filter(id=deployment_id).afirst()
+    deployment = await _cached("id", deployment_id, lambda: Deployment.objects.filter(id=deployment_id).first())
     if deployment is None:
         raise ApiError("DEPLOYMENT_NOT_FOUND", f"No deployment {deployment_id}", 404)
     if deployment.status != DeploymentStatus.RUNNING:
@@ -76,14 +99,18 @@ async def running_deployment(deployment_id: str) -> Deployment:
     return deployment
 
 
-async def deployment_for_model(model: str) -> Deployment | None:
-    """A running deployment named `model`, or with that id, or serving that model id."""
-    running = Deployment.objects.filter(status=DeploymentStatus.RUNNING)
+def _find_running(model: str) -> Deployment | None:
+    running = Deployment.objects.filter(status=DeploymentStatus.RUNNING).order_by("-created_at")
     for lookup in ({"name": model}, {"id": model}, {"model_id": model}):
-        found = await running.filter(**lookup).order_by("-created_at").afirst()
+        found = running.filter(**lookup).first()
         if found:
             return found
     return None
+
+
+async def deployment_for_model(model: str) -> Deployment | None:
+    """A running deployment named `model`, or with that id, or serving that model id."""
+    return await _cached("model", model, lambda: _find_running(model))
 
 
 def client_for(deployment: Deployment) -> httpx.AsyncClient:
@@ -174,7 +201,30 @@ def _last_usage(chunk: bytes) -> dict | None:
 
 
 async def count(deployment: Deployment, error: bool = False, prompt: int = 0, completion: int = 0) -> None:
-    await DeploymentUsage.objects.aget_or_create(deployment_id=deployment.id)
-    await DeploymentUsage.objects.filter(deployment_id=deployment.id).aupdate(
-        requests=F("requests") + 1, errors=F("errors") + int(error), prompt_tokens=F("prompt_tokens") + (prompt or 0),
-        completion_tokens=F("completion_tokens") + (completion or 0))
+    """Add a request to the deployment's usage; written to the database within USAGE_FLUSH_SECONDS."""
+    global _flusher
+    totals = _usage.setdefault(deployment.id, [0, 0, 0, 0])
+    totals[0] += 1
+    totals[1] += int(error)
+    totals[2] += prompt or 0
+    totals[3] += completion or 0
+    if _flusher is None or _flusher.done():
+        _flusher = asyncio.get_running_loop().create_task(_flush_usage())
+
+
+async def _flush_usage() -> None:
+    while _usage:
+        await asyncio.sleep(USAGE_FLUSH_SECONDS)
+        pending = dict(_usage)
+        _usage.clear()
+        await sync_to_async(_write_usage, thread_sensitive=False)(pending)
+
+
+def _write_usage(pending: dict[str, list[int]]) -> None:
+    for deployment_id, (requests, errors, prompt, completion) in pending.items():
+        if not Deployment.objects.filter(id=deployment_id).exists():
+            continue
+        DeploymentUsage.objects.get_or_create(deployment_id=deployment_id)
+        DeploymentUsage.objects.filter(deployment_id=deployment_id).update(
+            requests=F("requests") + requests, errors=F("errors") + errors,
+            prompt_tokens=F("prompt_tokens") + prompt, completion_tokens=F("completion_tokens") + completion)

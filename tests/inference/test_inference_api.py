@@ -9,7 +9,7 @@ import pytest
 
 from tests.engines import TINY_REPO, deploy, download, wait_deployment
 from tests.envelope import assert_error, assert_success
-from tests.service import Service
+from tests.service import Service, wait_for
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python[server] is not installed")
 
@@ -66,8 +66,10 @@ def test_chat_and_completions_in_the_envelope(api, inf_service):
                                                                            "max_tokens": 5, "seed": 1}))
     assert completion["object"] == "text_completion" and completion["model"] == TINY_REPO
     assert isinstance(completion["choices"][0]["text"], str)
-    detail = assert_success(api.get(f"/api/deployments/{tiny}"))
-    assert detail["usage"]["requests"] >= 2 and detail["usage"]["completion_tokens"] >= 2
+    # Usage is written within a second of the requests.
+    detail = wait_for(lambda: (d := assert_success(api.get(f"/api/deployments/{tiny}")))["usage"]
+                      and d["usage"]["requests"] >= 2 and d, 5, what="usage written")
+    assert detail["usage"]["completion_tokens"] >= 2
     stats = assert_success(api.get("/api/models/stats"))["inference"]
     assert stats["requests"] >= 2
 

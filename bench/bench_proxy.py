@@ -1,0 +1,115 @@
+"""What the proxy adds: the same requests straight to the engine, through /api/chat/{id} and /v1/chat/completions.
+
+One tiny GGUF deployment on llama.cpp; in one run:
+- non-streaming chat (1 token): latency p50/p95 of each path, and what the proxy adds;
+- streaming chat: time to the first chunk, direct and through the proxy;
+- throughput with 16 concurrent clients, as a ratio to direct.
+Targets: added p50 < 3 ms (LiteLLM publishes about 3 ms); throughput ≥ 0.9× direct.
+
+    .venv/bin/python bench/bench_proxy.py [--requests 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from engine_setup import TINY_REPO, start, wait
+
+MESSAGES = [{"role": "user", "content": "Hello!"}]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    return statistics.quantiles(values, n=100)[int(fraction * 100) - 1]
+
+
+def latencies(client: httpx.Client, url: str, body: dict, count: int) -> list[float]:
+    result = []
+    for _ in range(count):
+        started = time.perf_counter()
+        response = client.post(url, json=body)
+        result.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.text
+    return result
+
+
+def first_chunk(client: httpx.Client, url: str, body: dict, count: int) -> list[float]:
+    result = []
+    for _ in range(count):
+        started = time.perf_counter()
+        with client.stream("POST", url, json={**body, "stream": True}) as response:
+            seen = False
+            for line in response.iter_lines():
+                if line.startswith("data: ") and not seen:
+                    result.append((time.perf_counter() - started) * 1000)
+                    seen = True
+    return result
+
+
+def throughput(base: str, url: str, body: dict, clients: int, per_client: int) -> float:
+    done = []
+
+    def run():
+        with httpx.Client(base_url=base, timeout=120) as client:
+            for _ in range(per_client):
+                assert client.post(url, json=body).status_code == 200
+                done.append(1)
+
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(done) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=300)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        hub, service, _ = start(Path(tmp))
+        try:
+            with service.client(timeout=120) as client:
+                deployment = client.post("/api/deployments/start", json={
+                    "model_id": TINY_REPO, "model_source": "huggingface", "max_model_len": 256,
+                    "name": "bench"}).json()["data"]
+                url = f"/api/deployments/{deployment['deployment_id']}"
+                wait(lambda: client.get(url).json()["data"]["status"] == "running")
+                engine = f"http://127.0.0.1:{deployment['port']}"
+                body = {"messages": MESSAGES, "max_tokens": 1, "temperature": 0}
+                paths = {
+                    "direct": (engine, "/v1/chat/completions", {**body, "model": "bench"}),
+                    "/api/chat/{id}": (service.url, f"/api/chat/{deployment['deployment_id']}", body),
+                    "/v1/chat/completions": (service.url, "/v1/chat/completions", {**body, "model": "bench"}),
+                }
+                results = {}
+                for name, (base, path, payload) in paths.items():
+                    with httpx.Client(base_url=base, timeout=120) as session:
+                        latencies(session, path, payload, 20)  # warm up
+                        results[name] = (latencies(session, path, payload, args.requests),
+                                         first_chunk(session, path, {**payload, "max_tokens": 4}, 50))
+                rates = {name: throughput(base, path, payload, 16, max(1, args.requests // 16))
+                         for name, (base, path, payload) in paths.items()}
+                client.delete(url)
+        finally:
+            service.stop()
+            hub.stop()
+    direct_lat, direct_first = results["direct"]
+    print(f"{'path':<24}{'p50 ms':>9}{'p95 ms':>9}{'added p50':>11}{'1st chunk':>11}{'req/s @16':>11}{'ratio':>8}")
+    for name, (lat, first) in results.items():
+        print(f"{name:<24}{percentile(lat, .5):>9.2f}{percentile(lat, .95):>9.2f}"
+              f"{percentile(lat, .5) - percentile(direct_lat, .5):>11.2f}{statistics.median(first):>11.2f}"
+              f"{rates[name]:>11.1f}{rates[name] / rates['direct']:>8.2f}")
+    print("targets: added p50 < 3 ms; throughput ratio >= 0.9")
+
+
+if __name__ == "__main__":
+    main()
