@@ -135,6 +135,10 @@ async def forward(deployment: Deployment, path: str, payload: dict) -> dict:
     try:
         response = await client_for(deployment).post(path, json=body)
     except httpx.HTTPError as exc:
+        if isinstance(exc, httpx.ConnectError):
+            # Maybe stopped since the route was cached: the current status decides what to say.
+            _routes.pop(("id", deployment.id), None)
+            await running_deployment(deployment.id)
         await count(deployment, error=True)
         raise ApiError("ENGINE_ERROR", f"The engine did not answer: {type(exc).__name__}: {exc}", 502) from None
     if response.status_code >= 400:
