@@ -171,7 +171,8 @@ def spawn(deployment: Deployment) -> None:
     deployment.started_at = None
     deployment.stopped_at = None
     deployment.options = {**deployment.options, "pid_started": psutil.Process(process.pid).create_time(),
-                          "spawned_at": time.time(), "probe_path": launch.probe_path, "argv": launch.argv}
+                          "spawned_at": time.time(), "probe_path": launch.probe_path, "argv": launch.argv,
+                          "engine_model": launch.model_name}
     deployment.options.pop("restart_at", None)
     deployment.save()
     threading.Thread(target=_watch, args=(process, deployment.id), daemon=True, name=f"watch-{deployment.id}").start()

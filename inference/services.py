@@ -124,6 +124,10 @@ def client_for(deployment: Deployment) -> httpx.AsyncClient:
     return client
 
 
+def engine_model(deployment: Deployment) -> str:
+    return deployment.options.get("engine_model") or deployment.name or deployment.id
+
+
 def check_chat_supported(deployment: Deployment) -> None:
     if deployment.options.get("chat_template") is False:
         raise ApiError("CHAT_NOT_SUPPORTED", f"{deployment.model_id} has no chat template; use completions", 400)
@@ -131,7 +135,7 @@ def check_chat_supported(deployment: Deployment) -> None:
 
 async def forward(deployment: Deployment, path: str, payload: dict) -> dict:
     """A non-streaming request; the answer names our model id, whatever the engine called it."""
-    body = {**payload, "model": deployment.name or deployment.id, "stream": False}
+    body = {**payload, "model": engine_model(deployment), "stream": False}
     try:
         response = await client_for(deployment).post(path, json=body)
     except httpx.HTTPError as exc:
@@ -165,7 +169,7 @@ def _engine_message(response: httpx.Response) -> str:
 
 async def stream(deployment: Deployment, path: str, payload: dict) -> AsyncIterator[bytes]:
     """The engine's SSE bytes as they arrive; an engine failure becomes an error event, then [DONE]."""
-    body = {**payload, "model": deployment.name or deployment.id, "stream": True}
+    body = {**payload, "model": engine_model(deployment), "stream": True}
     usage: dict = {}
     failed = False
     try:

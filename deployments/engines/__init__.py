@@ -43,6 +43,7 @@ class Launch:
     argv: list[str]
     env: dict[str, str]
     probe_path: str  # answers 200 once the model is loaded
+    model_name: str  # what requests to the engine put in `model`
 
 
 @dataclass(frozen=True)

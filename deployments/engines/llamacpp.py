@@ -28,7 +28,7 @@ def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
         "--n_gpu_layers", "-1" if request.gpu else "0",
     ]
     # No /health here: the port opens once the model is loaded, and /v1/models answers.
-    return Launch(argv=argv, env={}, probe_path="/v1/models")
+    return Launch(argv=argv, env={}, probe_path="/v1/models", model_name=request.served_name)
 
 
 ENGINE = Engine(name="llama.cpp", formats=("gguf",), missing=missing, launch=launch)

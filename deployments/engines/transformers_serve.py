@@ -27,7 +27,8 @@ def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
     argv = [_cli() or "transformers", "serve", str(model.path), "--host", request.host, "--port", str(request.port),
             "--device", "cuda" if request.gpu else "cpu"]
     env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(settings.MODELS_DIR / "huggingface" / "hub")}
-    return Launch(argv=argv, env=env, probe_path="/health")
+    # The preloaded model answers to its directory, as given; any other name would be fetched from a hub.
+    return Launch(argv=argv, env=env, probe_path="/health", model_name=str(model.path))
 
 
 ENGINE = Engine(name="transformers", formats=("safetensors",), missing=missing, launch=launch)

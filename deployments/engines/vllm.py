@@ -39,7 +39,7 @@ def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
     if request.max_model_len:
         argv += ["--max-model-len", str(request.max_model_len)]
     env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(settings.MODELS_DIR / "huggingface" / "hub")}
-    return Launch(argv=argv, env=env, probe_path="/health")
+    return Launch(argv=argv, env=env, probe_path="/health", model_name=request.served_name)
 
 
 ENGINE = Engine(name="vllm", formats=("safetensors",), missing=missing, launch=launch, needs_gpu=True)
