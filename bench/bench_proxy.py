@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from engine_setup import TINY_REPO, start, wait
 
 MESSAGES = [{"role": "user", "content": "Hello!"}]

@@ -1,8 +1,8 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 
 from downloads import services
 from downloads.models import DownloadFile, DownloadTask
-from llm_manager.api import ApiError
+from llm_manager.admin_actions import service_action
 
 
 class DownloadFileInline(admin.TabularInline):
@@ -13,22 +13,6 @@ class DownloadFileInline(admin.TabularInline):
     can_delete = False
 
 
-def _action(name: str):
-    def run(modeladmin, request, queryset):
-        done = 0
-        for task in queryset:
-            try:
-                services.act(task.id, name)
-                done += 1
-            except ApiError as exc:
-                modeladmin.message_user(request, f"{task.id}: {exc.message}", messages.WARNING)
-        modeladmin.message_user(request, f"{name}: {done} task(s)")
-
-    run.__name__ = f"{name}_selected"
-    run.short_description = f"{name.title()} selected downloads"
-    return run
-
-
 @admin.register(DownloadTask)
 class DownloadTaskAdmin(admin.ModelAdmin):
     list_display = ("id", "model_id", "source", "status", "progress_percent", "speed", "created_at")
@@ -36,7 +20,8 @@ class DownloadTaskAdmin(admin.ModelAdmin):
     search_fields = ("id", "model_id")
     readonly_fields = ("id", "created_at", "updated_at", "started_at", "completed_at", "lease", "heartbeat_at")
     inlines = [DownloadFileInline]
-    actions = [_action("pause"), _action("resume"), _action("cancel")]
+    actions = [service_action(name, lambda pk, name=name: services.act(pk, name), "download")
+               for name in ("pause", "resume", "cancel")]
 
     @admin.display(description="progress")
     def progress_percent(self, task: DownloadTask) -> str:

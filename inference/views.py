@@ -30,6 +30,13 @@ def _envelope(data) -> JsonResponse:
     return JsonResponse({"success": True, "message": "OK", "data": data, "code": 200, "timestamp": utc_timestamp()})
 
 
+def _route(kind: str) -> tuple[type, str]:
+    """The request schema and the engine path of a chat or completion request."""
+    if kind == "chat":
+        return services.ChatRequest, "/v1/chat/completions"
+    return services.CompletionRequest, "/v1/completions"
+
+
 def _sse(chunks) -> StreamingHttpResponse:
     return StreamingHttpResponse(chunks, content_type="text/event-stream", headers=SSE_HEADERS)
 
@@ -38,8 +45,7 @@ async def _proxy(request: HttpRequest, deployment_id: str, kind: str) -> HttpRes
     if request.method != "POST":
         return error_json("METHOD_NOT_ALLOWED", f"Method \"{request.method}\" not allowed.", 405)
     try:
-        schema, path = (services.ChatRequest, "/v1/chat/completions") if kind == "chat" else (
-            services.CompletionRequest, "/v1/completions")
+        schema, path = _route(kind)
         payload = services.validated(schema, _json_body(request))
         deployment = await services.running_deployment(deployment_id)
         if kind == "chat":
@@ -90,8 +96,7 @@ async def _openai_proxy(request: HttpRequest, kind: str) -> HttpResponse:
         model = body.get("model") if isinstance(body, dict) else None
         if not model:
             return openai_error("`model` is required: a deployment name, id or model id", 400, "VALIDATION_ERROR")
-        schema, path = (services.ChatRequest, "/v1/chat/completions") if kind == "chat" else (
-            services.CompletionRequest, "/v1/completions")
+        schema, path = _route(kind)
         payload = services.validated(schema, body)
         deployment = await services.deployment_for_model(model)
         if deployment is None:

@@ -25,6 +25,8 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
+from tests.fakes import serve_in_thread, shut_down
+
 LFS_THRESHOLD = 1024  # files at least this big are "LFS" files, as large weights are
 PAGE_SIZE = 20  # the real hub pages by `limit` up to 1000; a small page exercises Link pagination
 
@@ -144,18 +146,13 @@ class FakeHub:
             pass
 
         Handler.hub = hub
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        self._server.handle_error = lambda request, address: None  # clients that hang up are expected here
+        self._server = serve_in_thread(Handler, port)
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        shut_down(self._server)
+        self._server = None
 
     def requests_to(self, pattern: str) -> list[dict]:
         return [r for r in self.requests if re.search(pattern, r["path"])]

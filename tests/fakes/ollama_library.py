@@ -10,12 +10,13 @@ the captured pages of the real site instead (see ../shared/fixtures/ollama-com).
 from __future__ import annotations
 
 import html
-import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.fakes import serve_in_thread, shut_down
 
 
 @dataclass
@@ -102,17 +103,13 @@ class FakeOllamaLibrary:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
+        self._server = serve_in_thread(Handler, port)
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        shut_down(self._server)
+        self._server = None
 
     def page(self, raw_path: str) -> tuple[int, str]:
         parts = urlsplit(raw_path)

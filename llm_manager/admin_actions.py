@@ -1,0 +1,27 @@
+"""Admin bulk actions that call a service per selected object and report refusals as messages."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from django.contrib import messages
+
+from llm_manager.api import ApiError
+
+
+def service_action(name: str, operation: Callable[[str], object], noun: str):
+    """An admin action named `name` that calls `operation(pk)` for each selected row."""
+
+    def run(modeladmin, request, queryset):
+        done = 0
+        for obj in queryset:
+            try:
+                operation(obj.pk)
+                done += 1
+            except ApiError as exc:
+                modeladmin.message_user(request, f"{obj.pk}: {exc.message}", messages.WARNING)
+        modeladmin.message_user(request, f"{name}: {done} {noun}(s)")
+
+    run.__name__ = f"{name}_selected"
+    run.short_description = f"{name.title()} selected {noun}s"
+    return run
