@@ -8,6 +8,18 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llm_manager.settings")
 django_asgi_app = get_asgi_application()
 
+from llm_manager.lean import LEAN_PREFIXES, lean_asgi_application  # noqa: E402
+
+# The inference routes skip the admin's middleware (sessions, messages, CSRF): each sync middleware
+# costs a thread hop under ASGI, on every token stream and every OpenAI call.
+inference_asgi_app = lean_asgi_application()
+
+
+async def http_application(scope, receive, send):
+    app = inference_asgi_app if scope["path"].startswith(LEAN_PREFIXES) else django_asgi_app
+    await app(scope, receive, send)
+
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
@@ -16,7 +28,7 @@ from llm_manager.auth import WebSocketApiKeyMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_application,
         "websocket": AuthMiddlewareStack(WebSocketApiKeyMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hmac
 from typing import Callable
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -45,22 +47,40 @@ def unauthorized_response(path: str) -> HttpResponse:
 
 
 class ApiKeyMiddleware:
-    """Django middleware; sits after AuthenticationMiddleware so staff sessions count."""
+    """Django middleware, sync or async as the stack around it; after AuthenticationMiddleware so staff
+    sessions count (the lean stack of the inference routes has no sessions: a key is needed there)."""
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest):
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        refused = self._refusal(request)
+        return refused or self.get_response(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if user is not None and needs_key(request.path):
+            await sync_to_async(lambda: user.is_authenticated)()  # resolve the lazy user off the event loop
+        refused = self._refusal(request)
+        return refused or await self.get_response(request)
+
+    def _refusal(self, request: HttpRequest) -> HttpResponse | None:
         if not needs_key(request.path):
-            return self.get_response(request)
+            return None
         key = key_from_headers(request.headers.get("Authorization", ""), request.headers.get("X-API-Key", ""))
         if is_valid_key(key):
-            return self.get_response(request)
+            return None
         user = getattr(request, "user", None)
         if user and user.is_authenticated and user.is_staff:
             # A cookie is sent by the browser on its own: writes need the CSRF token too.
-            refused = CsrfViewMiddleware(self.get_response).process_view(request, None, (), {})
-            return refused or self.get_response(request)
+            return CsrfViewMiddleware(self.get_response).process_view(request, None, (), {})
         return unauthorized_response(request.path)
 
 

@@ -59,6 +59,12 @@ def test_api_key_protects_api_v1_and_ws_but_not_health(start_service):
         assert client.get("/api/health").status_code == 200
         v1 = client.get("/v1/models")
         assert v1.status_code == 401 and v1.json()["error"]["code"] == "UNAUTHORIZED"
+        # As the OpenAI SDK sends it.
+        listed = client.get("/v1/models", headers={"Authorization": "Bearer s3cret-key"})
+        assert listed.status_code == 200 and listed.json()["object"] == "list"
+        assert_error(client.post("/api/chat/deploy_x", json={}), 401, "UNAUTHORIZED")
+        assert_error(client.post("/api/chat/deploy_x", json={"messages": [{"role": "user", "content": "x"}]},
+                                 headers={"X-API-Key": "s3cret-key"}), 404, "DEPLOYMENT_NOT_FOUND")
 
 
 def test_api_key_protects_the_websocket(start_service):
