@@ -29,6 +29,7 @@ from django.utils import timezone
 from deployments.engines import ENGINES, Launch, LaunchRequest, ModelFiles, choose
 from deployments.gguf_header import GGUFError, read_metadata
 from deployments.models import Deployment, DeploymentStatus, RestartPolicy
+from deployments.ollama_template import to_jinja
 from downloads.models import DownloadStatus, DownloadTask
 from llm_manager.api import ApiError
 from llm_manager.system.services import gpu_stats
@@ -60,9 +61,12 @@ def model_files(model_id: str, source: str) -> ModelFiles:
         if model_layer is None:
             raise ApiError("MODEL_NOT_DOWNLOADED", f"{model_id} has no model layer", 400)
         template = next((f for f in files if f.media_type == "application/vnd.ollama.image.template"), None)
-        return ModelFiles(model_id=task.model_id, source=source, format="gguf", path=Path(model_layer.destination),
-                          weights_bytes=model_layer.size,
-                          chat_template=Path(template.destination).read_text(errors="replace") if template else "")
+        model = ModelFiles(model_id=task.model_id, source=source, format="gguf", path=Path(model_layer.destination),
+                           weights_bytes=model_layer.size,
+                           chat_template=Path(template.destination).read_text(errors="replace") if template else "")
+        if model.chat_template and not gguf_shape(model.path).get("chat_template"):
+            model.chat_template_file = _ollama_template_config(task.id, model.chat_template)
+        return model
     snapshot = Path(task.storage_path) / "snapshots" / task.commit
     ggufs = sorted((f for f in files if f.path.lower().endswith(".gguf")), key=lambda f: f.size)
     if ggufs:
@@ -102,8 +106,21 @@ def gguf_shape(path: Path) -> dict:
             "chat_template": bool(metadata.get("tokenizer.chat_template"))}
 
 
+def _ollama_template_config(task_id: str, go_template: str) -> Path | None:
+    """Ollama's template as a tokenizer_config.json that llama-cpp-python's server reads; None if not convertible."""
+    jinja = to_jinja(go_template)
+    if jinja is None:
+        return None
+    path = settings.DATA_DIR / "engines" / f"{task_id}.tokenizer_config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"chat_template": jinja, "bos_token": "<s>", "eos_token": "</s>"}))
+    return path
+
+
 def has_chat_template(model: ModelFiles) -> bool:
     """Whether the engine can turn messages into a prompt: a template in the GGUF or the tokenizer config."""
+    if model.chat_template_file:
+        return True
     if model.format == "gguf":
         return gguf_shape(model.path).get("chat_template", True)  # cannot tell: let the engine decide
     tokenizer_config = model.path / "tokenizer_config.json"

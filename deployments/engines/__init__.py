@@ -24,6 +24,8 @@ class ModelFiles:
     path: Path  # the GGUF file, or the snapshot directory
     weights_bytes: int
     chat_template: str = ""  # Ollama's template layer, when there is one
+    # A tokenizer_config.json carrying that template as Jinja, for a GGUF that has no template of its own.
+    chat_template_file: Path | None = None
     config: dict = field(default_factory=dict)  # config.json of a Hugging Face model
 
 

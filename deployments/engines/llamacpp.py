@@ -27,6 +27,8 @@ def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
         # Offload every layer when there is a GPU to offload to.
         "--n_gpu_layers", "-1" if request.gpu else "0",
     ]
+    if model.chat_template_file:
+        argv += ["--chat_format", "hf-tokenizer-config", "--hf_tokenizer_config_path", str(model.chat_template_file)]
     # No /health here: the port opens once the model is loaded, and /v1/models answers.
     return Launch(argv=argv, env={}, probe_path="/v1/models", model_name=request.served_name)
 

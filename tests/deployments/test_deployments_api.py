@@ -153,3 +153,48 @@ def test_vllm_argv_follows_its_documented_cli():
                      "--gpu-memory-utilization": "0.8", "--tensor-parallel-size": "2", "--dtype": "auto",
                      "--max-model-len": "4096"}
     assert launch.probe_path == "/health" and launch.env["HF_HUB_OFFLINE"] == "1"
+
+
+OLLAMA_CHAT_TEMPLATE = ("{{ if .System }}<|system|>\n{{ .System }}</s>\n{{ end }}<|user|>\n{{ .Prompt }}</s>\n"
+                        "<|assistant|>\n{{ .Response }}</s>\n")
+
+
+def test_the_ollama_template_becomes_the_chat_template_of_a_gguf_without_one(start_service, engine_env,
+                                                                              need_registry, tmp_path):
+    from tests.fakes.tiny_gguf import write_tiny_gguf
+
+    plain = write_tiny_gguf(tmp_path / "plain.gguf", chat_template=None, seed=2)
+    need_registry.push_ollama_model("tiny-templated", "latest", [("model", plain.read_bytes()),
+                                                                 ("template", OLLAMA_CHAT_TEMPLATE.encode())],
+                                    {"model_format": "gguf", "model_family": "llama", "file_type": "F32"})
+    service = start_service(engine_env)
+    with service.client(timeout=60) as client:
+        download(client, "tiny-templated:latest", source="ollama")
+        deployment_id = assert_success(deploy(client, model_id="tiny-templated", source="ollama"))["deployment_id"]
+        assert wait_deployment(client, deployment_id, {"running", "error"})["status"] == "running"
+        chat = assert_success(client.post(f"/api/chat/{deployment_id}", json={
+            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+            "max_tokens": 3}))
+        assert chat["object"] == "chat.completion" and chat["choices"][0]["message"]["role"] == "assistant"
+        # The engine formats the conversation with the converted template (its log shows the argv).
+        logs = "\n".join(assert_success(client.get(f"/api/deployments/{deployment_id}/logs",
+                                                    params={"lines": 10000}))["lines"])
+        assert "hf-tokenizer-config" in logs
+        assert_success(client.delete(f"/api/deployments/{deployment_id}"))
+
+
+def test_ollama_templates_render_as_ollama_renders_them():
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from deployments.ollama_template import to_jinja
+
+    # llama-cpp-python's hf-tokenizer-config handler: these options, and an empty assistant message appended.
+    template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(
+        to_jinja(OLLAMA_CHAT_TEMPLATE))
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "How?"},
+                {"role": "assistant", "content": ""}]
+    assert template.render(messages=messages) == (
+        "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\nHello</s>\n"
+        "<|user|>\nHow?</s>\n<|assistant|>\n")
+    assert to_jinja("{{ range .Messages }}{{ .Content }}{{ end }}") is None
