@@ -10,7 +10,7 @@ import pytest
 
 from tests.engines import TINY_REPO, deploy, download, wait_deployment
 from tests.envelope import assert_error, assert_success
-from tests.service import Service
+from tests.service import Service, wait_for
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python[server] is not installed")
 pytest.importorskip("gguf", reason="the gguf package is not installed")
@@ -198,3 +198,29 @@ def test_ollama_templates_render_as_ollama_renders_them():
         "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\nHello</s>\n"
         "<|user|>\nHow?</s>\n<|assistant|>\n")
     assert to_jinja("{{ range .Messages }}{{ .Content }}{{ end }}") is None
+
+
+def test_deploy_command_and_log_rotation(start_service, engine_env, tiny_gguf):
+    import subprocess
+    import sys
+
+    from tests.service import REPO_ROOT
+
+    service = start_service({**engine_env, "LLM_MANAGER_ENGINE_LOG_MAX_BYTES": "4096"})
+    with service.client(timeout=60) as client:
+        download(client, TINY_REPO)
+    result = subprocess.run([sys.executable, "manage.py", "deploy", TINY_REPO, "--source", "huggingface",
+                             "--max-model-len", "256"], cwd=REPO_ROOT, env=service.env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "is running at http://127.0.0.1:" in result.stdout
+    deployment_id = result.stdout.split(":")[0]
+    with service.client(timeout=60) as client:
+        assert assert_success(client.get(f"/api/deployments/{deployment_id}"))["status"] == "running"
+        log = service.data_dir / "logs" / "deployments" / f"{deployment_id}.log"
+        # llama.cpp writes far more than 4 KiB while loading: the supervisor rotates it, copy-truncate style.
+        wait_for(lambda: log.with_name(log.name + ".1").exists(), 15, what="the rotated log")
+        assert log.stat().st_size <= 4096 * 4
+        client.post(f"/api/completions/{deployment_id}", json={"prompt": "Hi", "max_tokens": 2})
+        wait_for(lambda: log.stat().st_size > 0, 10, what="new lines in the live log")
+        assert_success(client.delete(f"/api/deployments/{deployment_id}"))
