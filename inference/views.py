@@ -37,6 +37,15 @@ def _route(kind: str) -> tuple[type, str]:
     return services.CompletionRequest, "/v1/completions"
 
 
+async def _answer(deployment, kind: str, path: str, payload: dict, wrap) -> HttpResponse:
+    """The engine's answer: streamed as it comes, or whole inside `wrap` (the envelope, or bare for /v1)."""
+    if kind == "chat":
+        services.check_chat_supported(deployment)
+    if payload.get("stream"):
+        return _sse(services.stream(deployment, path, payload))
+    return wrap(await services.forward(deployment, path, payload))
+
+
 def _sse(chunks) -> StreamingHttpResponse:
     return StreamingHttpResponse(chunks, content_type="text/event-stream", headers=SSE_HEADERS)
 
@@ -48,11 +57,7 @@ async def _proxy(request: HttpRequest, deployment_id: str, kind: str) -> HttpRes
         schema, path = _route(kind)
         payload = services.validated(schema, _json_body(request))
         deployment = await services.running_deployment(deployment_id)
-        if kind == "chat":
-            services.check_chat_supported(deployment)
-        if payload.get("stream"):
-            return _sse(services.stream(deployment, path, payload))
-        return _envelope(await services.forward(deployment, path, payload))
+        return await _answer(deployment, kind, path, payload, _envelope)
     except ApiError as exc:
         return error_json(exc.code, exc.message, exc.http_status, exc.details)
     except serializers.ValidationError as exc:
@@ -101,11 +106,7 @@ async def _openai_proxy(request: HttpRequest, kind: str) -> HttpResponse:
         deployment = await services.deployment_for_model(model)
         if deployment is None:
             return openai_error(f"The model `{model}` does not exist or is not running", 404, "model_not_found")
-        if kind == "chat":
-            services.check_chat_supported(deployment)
-        if payload.get("stream"):
-            return _sse(services.stream(deployment, path, payload))
-        return JsonResponse(await services.forward(deployment, path, payload))
+        return await _answer(deployment, kind, path, payload, JsonResponse)
     except ApiError as exc:
         kind_of = "server_error" if exc.http_status >= 500 else "invalid_request_error"
         return openai_error(exc.message, exc.http_status, exc.code, kind_of)
