@@ -13,7 +13,7 @@ from deployments.models import Deployment, DeploymentStatus, RestartPolicy
 from llm_manager.api import success, validate_query
 
 
-class StartRequest(serializers.Serializer):
+class DeploymentStartRequest(serializers.Serializer):
     model_id = serializers.CharField(max_length=255)
     model_source = serializers.CharField(max_length=20)
     port = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=65535)
@@ -33,9 +33,9 @@ class StartRequest(serializers.Serializer):
 
 
 class StartView(APIView):
-    @extend_schema(summary="Start a deployment of a downloaded model on an inference engine", request=StartRequest)
+    @extend_schema(summary="Start a deployment of a downloaded model on an inference engine", request=DeploymentStartRequest)
     def post(self, request):
-        body = StartRequest(data=request.data)
+        body = DeploymentStartRequest(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
         validate_source(data["model_source"])

@@ -11,7 +11,7 @@ from downloads.models import DownloadStatus, DownloadTask
 from llm_manager.api import PageQuery, paginate, success, validate_query
 
 
-class StartRequest(serializers.Serializer):
+class DownloadStartRequest(serializers.Serializer):
     model_id = serializers.CharField(max_length=255)
     source = serializers.CharField(max_length=20)
     revision = serializers.CharField(max_length=255, required=False, default="main")
@@ -21,9 +21,9 @@ class StartRequest(serializers.Serializer):
 
 class StartView(APIView):
     @extend_schema(summary="Create and start a download task (an active or completed one for the same model is returned)",
-                   request=StartRequest)
+                   request=DownloadStartRequest)
     def post(self, request):
-        body = StartRequest(data=request.data)
+        body = DownloadStartRequest(data=request.data)
         body.is_valid(raise_exception=True)
         task, created = services.start_download(**body.validated_data)
         message = "下载任务已创建" if created else "A task for this model already exists"

@@ -6,7 +6,7 @@ _SAMPLING = {
     "stream": {"type": "boolean", "default": False},
     "temperature": {"type": "number", "minimum": 0, "maximum": 2},
     "max_tokens": {"type": "integer", "minimum": 1},
-    "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    "top_p": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1},
     "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
     "presence_penalty": {"type": "number"},
     "frequency_penalty": {"type": "number"},
@@ -21,9 +21,9 @@ _ID = [{"in": "path", "name": "deployment_id", "required": True, "schema": {"typ
 _STREAM = {"text/event-stream": {"schema": {"type": "string", "description": "OpenAI chunks, then data: [DONE]"}}}
 
 
-def _post(summary, properties, required, parameters=(), errors="envelope"):
+def _post(operation_id, summary, properties, required, parameters=(), errors="envelope"):
     return {"post": {
-        "summary": summary, "tags": ["inference"], "parameters": list(parameters),
+        "operationId": operation_id, "summary": summary, "tags": ["inference"], "parameters": list(parameters),
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "required": required, "properties": {**properties, **_SAMPLING}}}}},
         "responses": {"200": {"description": "The engine's OpenAI answer"
@@ -37,15 +37,16 @@ def _post(summary, properties, required, parameters=(), errors="envelope"):
 
 def add_inference_paths(result, generator, request, public):
     paths = result.setdefault("paths", {})
-    paths["/api/chat/{deployment_id}"] = _post("Chat with a running deployment", {"messages": _MESSAGES},
-                                               ["messages"], _ID)
-    paths["/api/completions/{deployment_id}"] = _post("Text completion on a running deployment",
+    paths["/api/chat/{deployment_id}"] = _post("chat_create", "Chat with a running deployment",
+                                               {"messages": _MESSAGES}, ["messages"], _ID)
+    paths["/api/completions/{deployment_id}"] = _post("completions_create", "Text completion on a running deployment",
                                                       {"prompt": _PROMPT}, ["prompt"], _ID)
     model = {"model": {"type": "string", "description": "deployment name, deployment id or model id"}}
-    paths["/v1/chat/completions"] = _post("OpenAI-compatible chat (routed by `model`)",
+    paths["/v1/chat/completions"] = _post("openai_chat_completions", "OpenAI-compatible chat (routed by `model`)",
                                           {**model, "messages": _MESSAGES}, ["model", "messages"], errors="openai")
-    paths["/v1/completions"] = _post("OpenAI-compatible completions (routed by `model`)",
+    paths["/v1/completions"] = _post("openai_completions", "OpenAI-compatible completions (routed by `model`)",
                                      {**model, "prompt": _PROMPT}, ["model", "prompt"], errors="openai")
-    paths["/v1/models"] = {"get": {"summary": "OpenAI-compatible list of running deployments", "tags": ["inference"],
+    paths["/v1/models"] = {"get": {"operationId": "openai_models", "tags": ["inference"],
+                                   "summary": "OpenAI-compatible list of running deployments",
                                    "responses": {"200": {"description": "{object: list, data: [...]}"}}}}
     return result

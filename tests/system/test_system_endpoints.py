@@ -63,3 +63,32 @@ def test_health_reports_unhealthy_without_a_worker_cluster(start_service):
         data = client.get("/api/system/health").json()["data"]
     assert data["checks"]["workers"]["status"] == "unhealthy"
     assert data["status"] == "unhealthy"
+
+
+CONTRACT_PATHS = [
+    "/health", "/api/health", "/api/system/resources", "/api/system/load", "/api/system/health",
+    "/api/models/search", "/api/models/{model_id}/info", "/api/models/categories", "/api/models/trending",
+    "/api/models/stats", "/api/models/{model_id}/favorite", "/api/models/sync",
+    "/api/downloads/start", "/api/downloads/{task_id}/pause", "/api/downloads/{task_id}/resume",
+    "/api/downloads/{task_id}/cancel", "/api/downloads/{task_id}", "/api/downloads/list", "/api/downloads/queue",
+    "/api/downloads/storage",
+    "/api/deployments/start", "/api/deployments/{deployment_id}/stop", "/api/deployments/{deployment_id}/restart",
+    "/api/deployments/{deployment_id}", "/api/deployments/list", "/api/deployments/{deployment_id}/logs",
+    "/api/deployments/{deployment_id}/health", "/api/deployments/{deployment_id}/model-info",
+    "/api/chat/{deployment_id}", "/api/completions/{deployment_id}",
+    "/v1/models", "/v1/chat/completions", "/v1/completions",
+]
+
+
+def test_openapi_schema_and_docs_list_every_endpoint_of_the_contract(api):
+    schema = api.get("/api/schema/", params={"format": "json"})
+    assert schema.status_code == 200, schema.text[:500]
+    document = schema.json()
+    assert document["openapi"].startswith("3.")
+    missing = [path for path in CONTRACT_PATHS if path not in document["paths"]]
+    assert not missing
+    start = document["paths"]["/api/downloads/start"]["post"]
+    assert "application/json" in start["requestBody"]["content"]
+    assert {"2XX", "4XX"} <= set(start["responses"])
+    docs = api.get("/api/docs/")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
