@@ -34,6 +34,7 @@ from downloads.transfer import (
     checkpoint_path,
     file_digest,
     load_checkpoint,
+    same_layout,
     split_into_parts,
 )
 from llm_manager.api import ApiError
@@ -118,7 +119,10 @@ def start_download(model_id: str, source: str, revision: str = "main", include: 
     validate_source(source)
     revision = (revision or "main") if source == "huggingface" else ""
     if source == "ollama":
-        model_id = ollama.parse_name(model_id).model_id if _valid_ollama_name(model_id) else model_id
+        try:
+            model_id = ollama.parse_name(model_id).model_id  # `llama3.2` is `llama3.2:latest`
+        except RemoteModelNotFound:
+            pass  # planning reports it as MODEL_NOT_FOUND below
     include = sorted(set(include or []))
     same = DownloadTask.objects.filter(model_id=model_id, source=source, revision=revision, include=include)
     existing = same.filter(status__in=ACTIVE_DOWNLOAD_STATUSES).first() or same.filter(
@@ -148,14 +152,6 @@ def start_download(model_id: str, source: str, revision: str = "main", include: 
         dispatch_queue()
     task.refresh_from_db()
     return task, True
-
-
-def _valid_ollama_name(model_id: str) -> bool:
-    try:
-        ollama.parse_name(model_id)
-        return True
-    except RemoteModelNotFound:
-        return False
 
 
 def _record_failure(task: DownloadTask, code: str, message: str) -> None:
@@ -217,13 +213,14 @@ def remove_model_files(task: DownloadTask) -> list[str]:
         status__in=[DeploymentStatus.STOPPED, DeploymentStatus.ERROR])
     if in_use.exists():
         raise ApiError("MODEL_IN_USE", f"{task.model_id} is used by deployment {in_use.first().id}", 409)
-    others = DownloadFile.objects.filter(task__status=DownloadStatus.COMPLETED).exclude(task=task)
     removed = []
     if task.source == "huggingface" and task.storage_path:
         if not DownloadTask.objects.filter(model_id=task.model_id, source=task.source).exclude(id=task.id).exists():
             shutil.rmtree(task.storage_path, ignore_errors=True)
             removed.append(task.storage_path)
         return removed
+    # Ollama blobs are shared between models: keep those another completed download still has.
+    others = DownloadFile.objects.filter(task__status=DownloadStatus.COMPLETED).exclude(task=task)
     for file in task.files.all():
         if file.destination and not others.filter(destination=file.destination).exists():
             Path(file.destination).unlink(missing_ok=True)
@@ -425,7 +422,7 @@ def _fetch_file(task: DownloadTask, file: DownloadFile, progress: _Progress, aut
     settings_ = transfer_settings()
     for attempt in range(2):
         fresh_parts = split_into_parts(file.size, settings_.part_count, settings_.part_threshold)
-        if not file.parts or not partial.exists() or [p[:2] for p in file.parts] != [p[:2] for p in fresh_parts]:
+        if not file.parts or not partial.exists() or not same_layout(file.parts, fresh_parts):
             file.parts = fresh_parts
         # The checkpoint beside the partial file may know of bytes written after the last database write.
         file.parts = load_checkpoint(partial, file.parts)

@@ -83,6 +83,11 @@ def file_digest(path: Path, algorithm: str) -> str:
     return digest.hexdigest()
 
 
+def same_layout(parts: list[list[int]], others: list[list[int]]) -> bool:
+    """Whether two part lists cut the file at the same places (their progress aside)."""
+    return [part[:2] for part in parts] == [part[:2] for part in others]
+
+
 def checkpoint_path(partial: Path) -> Path:
     return partial.with_name(partial.name + ".json")
 
@@ -93,7 +98,7 @@ def load_checkpoint(partial: Path, parts: list[list[int]]) -> list[list[int]]:
         saved = json.loads(checkpoint_path(partial).read_text())
     except (OSError, ValueError):
         return parts
-    if not partial.exists() or [p[:2] for p in saved] != [p[:2] for p in parts]:
+    if not partial.exists() or not same_layout(saved, parts):
         return parts
     return [[start, end, max(done, saved_part[2])] for (start, end, done), saved_part in zip(parts, saved)]
 
@@ -157,9 +162,6 @@ class FileTransfer:
         if self.stop.is_set() or not hashed:
             raise TransferStopped()
         return hashed[0]
-
-    def done(self) -> bool:
-        return all(part[2] >= part[1] - part[0] + 1 for part in self.parts)
 
     # --- workers ---
     def _work(self, fd: int, todo: queue.Queue) -> None:

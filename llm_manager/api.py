@@ -97,10 +97,6 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     return Response(error_body("INTERNAL_ERROR", "Internal server error"), status=500)
 
 
-def not_implemented(feature: str) -> ApiError:
-    return ApiError("NOT_IMPLEMENTED", f"{feature} is not implemented yet", 501)
-
-
 # --- Query parameters and pagination --------------------------------------------------------------
 
 
@@ -143,18 +139,6 @@ def paginate(queryset, page: int, page_size: int) -> Page:
     total = queryset.count()
     start = (page - 1) * page_size
     return Page(list(queryset[start : start + page_size]), page, page_size, total)
-
-
-def pending_endpoint(feature: str, methods: tuple[str, ...], summary: str):
-    """An APIView for a routed, documented endpoint whose issue has not landed: 501 NOT_IMPLEMENTED."""
-    from drf_spectacular.utils import extend_schema
-    from rest_framework.views import APIView
-
-    def handler(self, request, *args, **kwargs):
-        raise not_implemented(feature)
-
-    attributes = {method: extend_schema(summary=summary, request=None, responses={501: None})(handler) for method in methods}
-    return type(f"Pending{feature.title().replace(' ', '')}View", (APIView,), attributes).as_view()
 
 
 def off_event_loop(view):

@@ -12,7 +12,6 @@ import hmac
 from typing import Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
-
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
