@@ -1,6 +1,47 @@
-from django.contrib import admin
+"""Catalog in the console: the stored entries, and a search page over both sources with info,
+favorites and one-click downloads (the same services as /api/models/...)."""
 
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from catalog import selectors, services
 from catalog.models import CatalogModel, Favorite, SyncJob
+from downloads import services as downloads
+from llm_manager.admin_actions import form_error_message
+from llm_manager.api import ApiError
+
+SOURCE_CHOICES = [("", "All sources")] + [(name, name) for name in services.SOURCES]
+
+
+class SearchForm(forms.Form):
+    query = forms.CharField(required=False, max_length=200)
+    source = forms.ChoiceField(required=False, choices=SOURCE_CHOICES)
+    sort = forms.ChoiceField(required=False, choices=[(name, name) for name in selectors.ORDERINGS])
+    page = forms.IntegerField(required=False, min_value=1)
+
+
+class DownloadForm(forms.Form):
+    model_id = forms.CharField(max_length=255)
+    source = forms.ChoiceField(choices=SOURCE_CHOICES[1:])
+    revision = forms.CharField(required=False, max_length=255)
+    include = forms.CharField(required=False, max_length=1000,
+                              help_text="File patterns, separated by commas or spaces, e.g. *Q4_K_M.gguf")
+
+
+def _back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
+    """Back to the page the form was on, if it is one of ours."""
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = fallback
+    return HttpResponseRedirect(target or fallback)
 
 
 @admin.register(CatalogModel)
@@ -9,6 +50,92 @@ class CatalogModelAdmin(admin.ModelAdmin):
     list_filter = ("source", "model_type")
     search_fields = ("model_id", "name", "description")
     readonly_fields = ("added_at",)
+
+    def get_urls(self):
+        own = [
+            path("search/", self.admin_site.admin_view(self.search_view), name="catalog_catalogmodel_search"),
+            path("model/", self.admin_site.admin_view(self.info_view), name="catalog_catalogmodel_info"),
+            path("favorite/", self.admin_site.admin_view(self.favorite_view), name="catalog_catalogmodel_favorite"),
+            path("download/", self.admin_site.admin_view(self.download_view), name="catalog_catalogmodel_download"),
+        ]
+        return own + super().get_urls()
+
+    def _page(self, request: HttpRequest, template: str, title: str, **context) -> TemplateResponse:
+        context = {**self.admin_site.each_context(request), "title": title, "opts": self.model._meta, **context}
+        return TemplateResponse(request, template, context)
+
+    def search_view(self, request: HttpRequest) -> HttpResponse:
+        form = SearchForm(request.GET or None)
+        params = form.cleaned_data if form.is_valid() else {}
+        if form.errors:
+            messages.error(request, form_error_message(form))
+        query, source = params.get("query", ""), params.get("source") or None
+        sort, number = params.get("sort") or "downloads", params.get("page") or 1
+        page, failed = services.search(query, source, None, sort, False, number, 20)
+        if failed:
+            messages.warning(request, services.offline_message(failed))
+        data = page.as_data(lambda model: model)
+        pagination = data["pagination"]
+        return self._page(request, "admin/catalog/search.html", "Search models", form=form,
+                          results=selectors.models_to_dicts(data["items"]), pagination=pagination,
+                          previous_url=self._page_url(request, number - 1) if pagination["has_prev"] else None,
+                          next_url=self._page_url(request, number + 1) if pagination["has_next"] else None)
+
+    @staticmethod
+    def _page_url(request: HttpRequest, number: int) -> str:
+        query = request.GET.copy()
+        query["page"] = str(number)
+        return f"?{query.urlencode()}"
+
+    def info_view(self, request: HttpRequest) -> HttpResponse:
+        model_id, source = request.GET.get("model_id", ""), request.GET.get("source") or None
+        try:
+            model, offline = services.model_info(model_id, services.validate_source(source))
+        except ApiError as exc:
+            messages.error(request, exc.message)
+            return redirect("admin:catalog_catalogmodel_search")
+        if offline:
+            messages.warning(request, services.offline_message([model.source]))
+        info = selectors.model_to_dict(model, selectors.favorite_keys([model]), selectors.downloaded_keys([model]),
+                                       full=True)
+        is_gguf = any(file["path"].endswith(".gguf") for file in info["files"])
+        form = DownloadForm(initial={"model_id": model.model_id, "source": model.source,
+                                     "revision": "main" if model.source == "huggingface" else ""})
+        return self._page(request, "admin/catalog/model_info.html", info["name"], info=info, form=form,
+                          is_gguf=is_gguf, here=request.get_full_path())
+
+    @staticmethod
+    @require_POST
+    def favorite_view(request: HttpRequest) -> HttpResponse:
+        model_id, source = request.POST.get("model_id", ""), request.POST.get("source") or None
+        try:
+            if request.POST.get("favorite") == "remove":
+                services.remove_favorite(model_id, services.validate_source(source))
+                messages.success(request, f"{model_id} removed from favorites")
+            else:
+                services.add_favorite(model_id, services.validate_source(source))
+                messages.success(request, f"{model_id} is a favorite")
+        except ApiError as exc:
+            messages.error(request, exc.message)
+        return _back(request, reverse("admin:catalog_catalogmodel_search"))
+
+    @staticmethod
+    @require_POST
+    def download_view(request: HttpRequest) -> HttpResponse:
+        form = DownloadForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, form_error_message(form))
+            return _back(request, reverse("admin:catalog_catalogmodel_search"))
+        data = form.cleaned_data
+        patterns = data["include"].replace(",", " ").split()
+        try:
+            task, created = downloads.start_download(data["model_id"], data["source"], data["revision"], patterns)
+        except ApiError as exc:
+            messages.error(request, exc.message)
+            return _back(request, reverse("admin:catalog_catalogmodel_search"))
+        verb = "started" if created else f"already exists ({task.status})"
+        messages.success(request, f"Download of {task.model_id} {verb}: task {task.id}")
+        return redirect("admin:downloads_downloadtask_changelist")
 
 
 @admin.register(Favorite)

@@ -23,7 +23,7 @@ from catalog.models import CatalogModel, Favorite, Source, SyncJob
 from catalog.sources import RemoteModel, RemoteModelGated, RemoteModelNotFound, SourceError, huggingface, ollama
 from downloads.models import DownloadStatus, DownloadTask
 from inference.models import DeploymentUsage
-from llm_manager.api import ApiError
+from llm_manager.api import ApiError, Page
 from llm_manager.system.services import refresh_query_planner_statistics
 
 logger = logging.getLogger(__name__)
@@ -103,6 +103,16 @@ def refresh_from_sources(query: str, source: str | None, model_type: str | None,
         else:
             cache.set(cache_key, True, settings.CATALOG_LIVE_TTL)
     return failed
+
+
+def search(query: str, source: str | None, model_type: str | None, sort: str, favorites_only: bool, page: int,
+           page_size: int) -> tuple[Page, list[str]]:
+    """(one page of matches, the sources that could not be asked): the live sources first, then the catalog."""
+    failed = []
+    if not favorites_only:
+        limit = min(100, max(50, page * page_size))
+        failed = refresh_from_sources(query, source, model_type, sort, limit)
+    return selectors.search_page(query, source, model_type, sort, favorites_only, page, page_size), failed
 
 
 def offline_message(failed: list[str]) -> str:

@@ -35,14 +35,8 @@ class SearchView(APIView):
     def get(self, request):
         source = _source(request)
         params = validate_query(SearchQuery, request)
-        failed = []
-        if not params["favorite"]:
-            limit = min(100, max(50, params["page"] * params["page_size"]))
-            failed = services.refresh_from_sources(params["query"], source, params["model_type"], params["sort"], limit)
-        page = selectors.search_page(
-            params["query"], source, params["model_type"], params["sort"], params["favorite"],
-            params["page"], params["page_size"],
-        )
+        page, failed = services.search(params["query"], source, params["model_type"], params["sort"],
+                                       params["favorite"], params["page"], params["page_size"])
         data = page.as_data(lambda model: model)
         data["items"] = selectors.models_to_dicts(data["items"])
         data["offline"] = bool(failed)

@@ -1,15 +1,149 @@
-from django.contrib import admin
+"""Deployments in the console: start one from a downloaded model with its memory estimate shown first,
+stop / restart / delete, live health and restart count, and a log view that follows new lines."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
+from rest_framework import serializers
 
 from deployments import services
-from deployments.models import Deployment
+from deployments.engines import ENGINES
+from deployments.models import Deployment, DeploymentStatus, RestartPolicy
+from deployments.views import DeploymentStartRequest
+from downloads.models import DownloadStatus, DownloadTask
 from llm_manager.admin_actions import service_action
+from llm_manager.api import ApiError, first_error
+
+ROW_ACTIONS = {
+    "stop": services.stop_deployment,
+    "restart": services.restart_deployment,
+    "delete": lambda deployment_id: services.delete_deployment(deployment_id, delete_logs=False),
+}
+MODEL_SEPARATOR = "|"  # the form's model choice is "source|model_id"; Ollama ids hold ':' and HF ids '/'
+
+
+def _downloaded_models() -> list[tuple[str, str]]:
+    completed = DownloadTask.objects.filter(status=DownloadStatus.COMPLETED).order_by("source", "model_id")
+    keys = dict.fromkeys(completed.values_list("source", "model_id"))
+    return [(f"{source}{MODEL_SEPARATOR}{model_id}", f"{model_id} ({source})") for source, model_id in keys]
+
+
+def _start_body(post) -> dict:
+    """The deploy form's fields as the API's start request (blank fields left to their defaults)."""
+    source, _, model_id = post.get("model", "").partition(MODEL_SEPARATOR)
+    body = {name: post[name] for name in ("port", "gpu_memory_utilization", "max_model_len", "engine", "name",
+                                          "restart_policy") if post.get(name, "").strip()}
+    return {**body, "model_id": model_id, "model_source": source, "force": post.get("force") == "on"}
 
 
 @admin.register(Deployment)
 class DeploymentAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "model_id", "engine", "status", "port", "pid", "restart_count", "created_at")
+    list_display = ("id", "name", "model_id", "engine", "status_label", "port", "health", "restart_count",
+                    "row_actions")
     list_filter = ("status", "engine", "model_source")
     search_fields = ("id", "name", "model_id")
     readonly_fields = ("id", "pid", "restart_count", "created_at", "updated_at", "started_at", "stopped_at", "error")
-    actions = [service_action("stop", services.stop_deployment, "deployment"),
-               service_action("restart", services.restart_deployment, "deployment")]
+    actions = [service_action(name, operation, "deployment") for name, operation in ROW_ACTIONS.items()]
+
+    def has_change_permission(self, request: HttpRequest, obj: Deployment | None = None) -> bool:
+        return False  # a running engine is changed by stopping and deploying again, not by editing its row
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # deletion goes through the service, which stops the engine first
+        return actions
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        own = [
+            path("estimate/", view(self.estimate_view), name="deployments_deployment_estimate"),
+            path("<str:deployment_id>/act/<str:action>/", view(self.act_view), name="deployments_deployment_act"),
+            path("<str:deployment_id>/logs/", view(self.logs_view), name="deployments_deployment_logs"),
+        ]
+        return own + super().get_urls()
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+        """The deploy form instead of a bare model form: a deployment is started by the service, not saved."""
+        if request.method == "POST":
+            body = DeploymentStartRequest(data=_start_body(request.POST))
+            try:
+                body.is_valid(raise_exception=True)
+                deployment = services.start_deployment(**body.validated_data)
+            except serializers.ValidationError as exc:
+                messages.error(request, first_error(exc.detail))
+            except ApiError as exc:
+                messages.error(request, exc.message)
+            else:
+                messages.success(request, f"Deployment {deployment.id} of {deployment.model_id} is starting on "
+                                          f"{deployment.engine}, port {deployment.port}")
+                return redirect("admin:deployments_deployment_changelist")
+        context = {
+            **self.admin_site.each_context(request), "title": "Deploy a model", "opts": self.model._meta,
+            "models": _downloaded_models(), "engines": sorted(ENGINES), "policies": RestartPolicy.choices,
+            "values": request.POST,
+        }
+        return TemplateResponse(request, "admin/deployments/deploy.html", context)
+
+    @staticmethod
+    def estimate_view(request: HttpRequest) -> JsonResponse:
+        body = _start_body(request.GET)
+        try:
+            utilization = float(body.get("gpu_memory_utilization", 0.9))
+            max_model_len = int(body["max_model_len"]) if "max_model_len" in body else None
+            estimate = services.memory_estimate(body["model_id"], body["model_source"], body.get("engine"),
+                                                max_model_len, utilization)
+        except ValueError:
+            return JsonResponse({"success": False, "message": "max_model_len and gpu_memory_utilization are numbers"},
+                                status=400)
+        except ApiError as exc:
+            return JsonResponse({"success": False, "message": exc.message, "code": exc.code}, status=exc.http_status)
+        return JsonResponse({"success": True, "data": estimate})
+
+    @staticmethod
+    @require_POST
+    def act_view(request: HttpRequest, deployment_id: str, action: str) -> HttpResponse:
+        try:
+            if action not in ROW_ACTIONS:
+                raise ApiError("INVALID_ACTION", f"Unknown action {action}", 400)
+            ROW_ACTIONS[action](deployment_id)
+            messages.success(request, f"{deployment_id}: {action} done")
+        except ApiError as exc:
+            messages.error(request, f"{deployment_id}: {exc.message}")
+        return HttpResponseRedirect(reverse("admin:deployments_deployment_changelist"))
+
+    def logs_view(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
+        try:
+            deployment = services.get_deployment(deployment_id)
+        except ApiError as exc:
+            messages.error(request, exc.message)
+            return redirect("admin:deployments_deployment_changelist")
+        context = {**self.admin_site.each_context(request), "title": f"Logs of {deployment.name}",
+                   "opts": self.model._meta, "deployment": deployment}
+        return TemplateResponse(request, "admin/deployments/logs.html", context)
+
+    @admin.display(description="status", ordering="status")
+    def status_label(self, deployment: Deployment) -> str:
+        return format_html('<span data-status-for="{}" title="{}">{}</span>', deployment.id, deployment.error,
+                           deployment.status)
+
+    @admin.display(description="health")
+    def health(self, deployment: Deployment) -> str:
+        # Probing every engine would hold up the page: the console's script asks /api/.../health per row.
+        return format_html('<span data-health-for="{}" data-live="{}">-</span>', deployment.id,
+                           "yes" if deployment.status in (DeploymentStatus.STARTING, DeploymentStatus.RUNNING) else "")
+
+    @admin.display(description="actions")
+    def row_actions(self, deployment: Deployment) -> str:
+        buttons = [format_html('<button type="submit" formmethod="post" formaction="{}" data-action="{}">{}</button>',
+                               reverse("admin:deployments_deployment_act", args=[deployment.id, name]), name,
+                               name.title())
+                   for name in ROW_ACTIONS]
+        logs = format_html('<a class="button" href="{}">Logs</a>',
+                           reverse("admin:deployments_deployment_logs", args=[deployment.id]))
+        return format_html('<span class="console-actions">{}{}</span>', format_html_join("", "{}", ((button,) for button in buttons)), logs)

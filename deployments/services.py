@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from deployments.engines import ENGINES, Launch, LaunchRequest, ModelFiles, choose
+from deployments.engines import ENGINES, Engine, Launch, LaunchRequest, ModelFiles, choose
 from deployments.gguf_header import GGUFError, read_metadata
 from deployments.models import Deployment, DeploymentStatus, RestartPolicy
 from deployments.ollama_template import to_jinja
@@ -255,12 +255,8 @@ def terminate(deployment: Deployment, grace: float | None = None) -> None:
 # --- API operations ------------------------------------------------------------------------------
 
 
-def start_deployment(model_id: str, model_source: str, port: int | None = None, gpu_memory_utilization: float = 0.9,
-                     max_model_len: int | None = None, engine: str | None = None, name: str = "",
-                     restart_policy: str = RestartPolicy.ON_FAILURE, tensor_parallel_size: int = 1,
-                     force: bool = False) -> Deployment:
-    model = model_files(model_id, model_source)
-    gpus = gpu_stats()
+def _engine_for(model: ModelFiles, engine: str | None, gpus: list[dict]) -> Engine:
+    """The engine that serves `model` here: the one asked for, or the best for its format and the hardware."""
     if engine and engine not in ENGINES:
         raise ApiError("VALIDATION_ERROR", f"engine: unknown engine {engine!r} (use one of {', '.join(ENGINES)})", 400)
     chosen = choose(model, engine, bool(gpus))
@@ -269,15 +265,42 @@ def start_deployment(model_id: str, model_source: str, port: int | None = None, 
     needed = chosen.missing(bool(gpus))
     if needed:
         raise ApiError("ENGINE_UNAVAILABLE", f"{chosen.name} is not available here: {needed}", 400)
-    if port is not None and not port_free(port):
-        raise ApiError("PORT_IN_USE", f"Port {port} is in use", 409)
-    required = memory_needed(model, max_model_len)
+    return chosen
+
+
+def _memory(model: ModelFiles, chosen: Engine, gpus: list[dict], max_model_len: int | None,
+            gpu_memory_utilization: float) -> tuple[int, int]:
+    """(bytes the model needs, bytes free for it): GPU memory for GPU engines, else the machine's."""
     available = (sum(g["memory_free_gb"] for g in gpus) * 1024**3 * gpu_memory_utilization if chosen.needs_gpu
                  else psutil.virtual_memory().available)
+    return memory_needed(model, max_model_len), int(available)
+
+
+def memory_estimate(model_id: str, model_source: str, engine: str | None = None, max_model_len: int | None = None,
+                    gpu_memory_utilization: float = 0.9) -> dict:
+    """What starting this deployment would need, before starting it (the console shows it on its form)."""
+    gpus = gpu_stats()
+    model = model_files(model_id, model_source)
+    chosen = _engine_for(model, engine, gpus)
+    required, available = _memory(model, chosen, gpus, max_model_len, gpu_memory_utilization)
+    return {"engine": chosen.name, "format": model.format, "required_bytes": required, "available_bytes": available,
+            "fits": required <= available}
+
+
+def start_deployment(model_id: str, model_source: str, port: int | None = None, gpu_memory_utilization: float = 0.9,
+                     max_model_len: int | None = None, engine: str | None = None, name: str = "",
+                     restart_policy: str = RestartPolicy.ON_FAILURE, tensor_parallel_size: int = 1,
+                     force: bool = False) -> Deployment:
+    model = model_files(model_id, model_source)
+    gpus = gpu_stats()
+    chosen = _engine_for(model, engine, gpus)
+    if port is not None and not port_free(port):
+        raise ApiError("PORT_IN_USE", f"Port {port} is in use", 409)
+    required, available = _memory(model, chosen, gpus, max_model_len, gpu_memory_utilization)
     if required > available and not force:
-        raise ApiError("INSUFFICIENT_MEMORY", f"{model_id} needs about {required} bytes; {int(available)} are free "
+        raise ApiError("INSUFFICIENT_MEMORY", f"{model_id} needs about {required} bytes; {available} are free "
                        "(send force: true to start anyway)", 409,
-                       {"required_bytes": required, "available_bytes": int(available)})
+                       {"required_bytes": required, "available_bytes": available})
     deployment = Deployment.objects.create(
         name=name or "", model_id=model.model_id, model_source=model_source, engine=chosen.name,
         port=port or allocate_port(), gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,

@@ -50,7 +50,7 @@ def _sse(chunks) -> StreamingHttpResponse:
     return StreamingHttpResponse(chunks, content_type="text/event-stream", headers=SSE_HEADERS)
 
 
-async def _proxy(request: HttpRequest, deployment_id: str, kind: str) -> HttpResponse:
+async def proxy(request: HttpRequest, deployment_id: str, kind: str) -> HttpResponse:
     if request.method != "POST":
         return error_json("METHOD_NOT_ALLOWED", f"Method \"{request.method}\" not allowed.", 405)
     try:
@@ -66,12 +66,12 @@ async def _proxy(request: HttpRequest, deployment_id: str, kind: str) -> HttpRes
 
 @csrf_exempt
 async def chat(request: HttpRequest, deployment_id: str) -> HttpResponse:
-    return await _proxy(request, deployment_id, "chat")
+    return await proxy(request, deployment_id, "chat")
 
 
 @csrf_exempt
 async def completions(request: HttpRequest, deployment_id: str) -> HttpResponse:
-    return await _proxy(request, deployment_id, "completion")
+    return await proxy(request, deployment_id, "completion")
 
 
 # --- OpenAI-compatible routes ----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Admin bulk actions that call a service per selected object and report refusals as messages."""
+"""Console helpers: admin bulk actions that call a service per selected object, and messages."""
 
 from __future__ import annotations
 
@@ -25,3 +25,8 @@ def service_action(name: str, operation: Callable[[str], object], noun: str):
     run.__name__ = f"{name}_selected"
     run.short_description = f"{name.title()} selected {noun}s"
     return run
+
+
+def form_error_message(form) -> str:
+    """A Django form's errors as one line for a console message."""
+    return "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())

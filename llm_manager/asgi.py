@@ -3,6 +3,7 @@
 import gc
 import os
 
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llm_manager.settings")
@@ -13,10 +14,17 @@ from llm_manager.lean import LEAN_PREFIXES, lean_asgi_application  # noqa: E402
 # The inference routes skip the admin's middleware (sessions, messages, CSRF): each sync middleware
 # costs a thread hop under ASGI, on every token stream and every OpenAI call.
 inference_asgi_app = lean_asgi_application()
+# The console's styles and scripts, straight from the apps and static/ (no collectstatic, no other server).
+static_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
 
 async def http_application(scope, receive, send):
-    app = inference_asgi_app if scope["path"].startswith(LEAN_PREFIXES) else django_asgi_app
+    if scope["path"].startswith(LEAN_PREFIXES):
+        app = inference_asgi_app
+    elif scope["path"].startswith(static_asgi_app.base_url.path):
+        app = static_asgi_app
+    else:
+        app = django_asgi_app
     await app(scope, receive, send)
 
 

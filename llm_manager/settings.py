@@ -113,7 +113,7 @@ ALLOWED_HOSTS = [h for h in _env("LLM_MANAGER_ALLOWED_HOSTS", "*").split(",") if
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "llm_manager.system.apps.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -210,6 +210,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+# The console's own scripts and styles; daphne serves /static/ itself (llm_manager.asgi).
+STATICFILES_DIRS = [BASE_DIR / "static"]
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

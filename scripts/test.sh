@@ -2,9 +2,13 @@
 # Run the whole test suite: installs what the tests need, then pytest. Arguments go to pytest.
 source "$(dirname "$0")/setup-env.sh"
 install_requirements requirements.txt requirements-dev.txt
-# The tests run a real OCI registry (Debian's docker-registry) for the Ollama source.
-if ! command -v docker-registry >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "Installing docker-registry"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry) >/dev/null
+# The tests run a real OCI registry (Debian's docker-registry) for the Ollama source, and drive the
+# console in Debian's Chromium.
+missing=()
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "Installing ${missing[*]}"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null
 fi
 exec "$VENV/bin/python" -m pytest "$@"

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class SystemConfig(AppConfig):
@@ -12,3 +13,10 @@ class SystemConfig(AppConfig):
         # psutil's non-blocking cpu_percent() measures since its previous call:
         # prime it so the first request gets a real figure without waiting.
         psutil.cpu_percent(interval=None)
+
+
+class ConsoleAdminConfig(admin_apps.AdminConfig):
+    """The Django admin, with the operators' console as its site (named in INSTALLED_APPS)."""
+
+    default = False
+    default_site = "llm_manager.console.ConsoleAdminSite"

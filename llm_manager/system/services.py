@@ -8,6 +8,11 @@ from typing import Any
 import psutil
 from django.conf import settings
 from django.db import connection
+from django.db.models import Count
+
+from catalog.models import CatalogModel
+from deployments.models import Deployment
+from downloads.models import DownloadTask
 
 GB = 1024**3
 
@@ -155,3 +160,17 @@ def refresh_query_planner_statistics() -> None:
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA analysis_limit=1000")
             cursor.execute("ANALYZE")
+
+
+def dashboard_figures() -> dict[str, Any]:
+    """What the console's dashboard shows: the machine, and how many of each thing are in which state."""
+    def counts(queryset, field: str) -> dict[str, int]:
+        return {row[field]: row["n"] for row in queryset.values(field).annotate(n=Count("pk")).order_by(field)}
+
+    return {
+        "resources": resources(),
+        "load": load(),
+        "catalog": counts(CatalogModel.objects.all(), "source"),
+        "downloads": counts(DownloadTask.objects.all(), "status"),
+        "deployments": counts(Deployment.objects.all(), "status"),
+    }

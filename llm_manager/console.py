@@ -1,0 +1,32 @@
+"""The operators' console: the Django admin site with a live dashboard and a playground.
+
+Each app adds its own pages through its ModelAdmin (catalog search, download
+progress, deployment form and logs); the site holds the pages that belong to no
+single model: the dashboard's figures and the inference playground.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest, JsonResponse
+from django.urls import path
+
+
+class ConsoleAdminSite(admin.AdminSite):
+    site_header = "LLM Manager"
+    site_title = "LLM Manager"
+    index_title = "Operators' console"
+    enable_nav_sidebar = False  # the task and deployment lists need the width
+
+    def get_urls(self):
+        from inference import console as playground
+        from llm_manager.system.services import dashboard_figures
+
+        def dashboard_data(request: HttpRequest) -> JsonResponse:
+            return JsonResponse(dashboard_figures())
+
+        return [
+            path("dashboard/figures", self.admin_view(dashboard_data), name="dashboard-figures"),
+            path("playground/", self.admin_view(playground.page), name="playground"),
+            path("playground/<str:kind>/<str:deployment_id>", playground.send, name="playground-send"),
+        ] + super().get_urls()

@@ -1,0 +1,54 @@
+"use strict";
+// The download list follows /ws/downloads: a snapshot on connect, then an event per change,
+// so progress bars, speed, ETA, status and the row buttons move without polling or reloading.
+(() => {
+  const live = document.getElementById("download-live");
+  if (!live) return;
+  const allowed = JSON.parse(document.getElementById("download-actions").textContent);
+  const state = live.querySelector("[data-live-state]");
+  let delay = 1000;
+
+  function set(kind, id, text) {
+    const element = document.querySelector(`[data-${kind}-for="${id}"]`);
+    if (element) element.textContent = text;
+  }
+
+  function apply(task) {
+    const bar = document.querySelector(`[data-progress-for="${task.id}"]`);
+    if (!bar) return; // a task of another page or filter
+    bar.value = task.progress;
+    set("percent", task.id, `${task.progress.toFixed(1)}%`);
+    set("status", task.id, task.status);
+    set("speed", task.id, task.speed_bytes_per_second ? task.speed : "-");
+    set("eta", task.id, task.eta || "-");
+    set("size", task.id, `${task.downloaded_size} / ${task.total_size}`);
+    for (const button of document.querySelectorAll(`button[data-task="${task.id}"]`)) {
+      const statuses = allowed[button.dataset.action];
+      button.disabled = Boolean(statuses) && !statuses.includes(task.status);
+    }
+    if (task.error) set("status", task.id, `${task.status}: ${task.error}`);
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${location.host}/ws/downloads`);
+    socket.addEventListener("open", () => {
+      delay = 1000;
+      live.dataset.connected = "true";
+      state.textContent = "connected";
+    });
+    socket.addEventListener("message", (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type === "snapshot") message.tasks.forEach(apply);
+      else apply(message.task);
+    });
+    socket.addEventListener("close", () => {
+      live.dataset.connected = "false";
+      state.textContent = "disconnected, reconnecting…";
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 15000);
+    });
+  }
+
+  connect();
+})();

@@ -1,0 +1,187 @@
+"""The operators' console in a real browser: what an operator sees and clicks, end to end."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.console.conftest import API_KEY
+from tests.engines import TINY_FILE, TINY_REPO
+
+expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
+
+STAY_MARK = "window.__sameDocument = 'yes'"  # survives only as long as the page is not reloaded
+
+
+def on_same_document(console) -> bool:
+    return console.page.evaluate("window.__sameDocument") == "yes"
+
+
+def progress_of(console, row):
+    return float(row.locator("progress").get_attribute("value") or 0)
+
+
+def search_and_download(console, query: str, model_id: str):
+    console.open("/admin/catalog/catalogmodel/search/")
+    console.page.fill("#id_query", query)
+    console.page.select_option("#id_source", "huggingface")
+    console.page.click("#catalog-search input[type=submit]")
+    row = console.page.locator(f'#search-results tr[data-model-id="{model_id}"]')
+    row.get_by_role("button", name="Download").click()
+    console.page.wait_for_url("**/admin/downloads/downloadtask/")
+    assert f"Download of {model_id} started" in console.message()
+    return console.page.locator("#result_list tbody tr", has_text=model_id)
+
+
+def test_dashboard_figures_refresh_in_place_and_the_key_stays_out_of_the_page(console, console_service):
+    page = console.page
+    page.evaluate(STAY_MARK)
+    page.wait_for_function("Number(document.getElementById('dashboard').dataset.refreshes) >= 2", timeout=15_000)
+    assert "cores" in page.locator('[data-figure="cpu"]').inner_text()
+    assert " GB" in page.locator('[data-figure="memory"]').inner_text()
+    assert "free" in page.locator('[data-figure="disk"]').inner_text()
+    assert page.locator('[data-figure="gpus"]').inner_text() == "none detected"
+    assert "ollama" in page.locator('[data-figure="catalog"]').inner_text()  # the seeded library models
+    assert on_same_document(console)
+    assert API_KEY not in page.content()
+    # The API itself still wants the key from anyone without the operator's session.
+    assert httpx.get(f"{console_service.url}/api/system/resources").status_code == 401
+    assert console.errors == []
+
+
+def test_search_favorite_and_model_info(console):
+    console.open("/admin/catalog/catalogmodel/search/")
+    console.page.fill("#id_query", "DialoGPT")
+    console.page.click("#catalog-search input[type=submit]")
+    row = console.page.locator('#search-results tr[data-model-id="microsoft/DialoGPT-medium"]')
+    row.get_by_role("button", name="☆ Favorite").click()
+    assert "/DialoGPT-medium is a favorite" in console.message()
+    row = console.page.locator('#search-results tr[data-model-id="microsoft/DialoGPT-medium"]')
+    assert row.get_by_role("button", name="★ Unfavorite").is_visible()
+    row.get_by_role("link", name="microsoft/DialoGPT-medium").click()
+    info = console.page.locator("#model-info")
+    assert "A conversational response generation model" in info.inner_text()
+    assert info.locator("tr", has_text="Favorite").inner_text().endswith("yes · no")
+    assert console.page.locator("td", has_text="pytorch_model.bin").count() == 1
+    # An unknown model is a message on the search page, not an error page.
+    console.open("/admin/catalog/catalogmodel/model/?model_id=nobody/nothing&source=huggingface")
+    assert "not found" in console.message("error")
+    assert console.errors == []
+
+
+def test_download_progress_moves_live_and_pauses_and_resumes_from_the_page(console, fake_hub):
+    fake_hub.bytes_per_second = 256 * 1024  # 8 MiB in four parts: about eight seconds
+    try:
+        row = search_and_download(console, "big-model", "test-org/big-model")
+        console.page.evaluate(STAY_MARK)
+        assert console.page.locator("#download-live").get_attribute("data-connected") in ("true", "false")
+        console.page.wait_for_function("document.getElementById('download-live').dataset.connected === 'true'")
+        first = console.page.wait_for_function(
+            "() => { const bar = document.querySelector('#result_list progress'); return bar.value > 0 && bar.value; }"
+        ).json_value()
+        console.page.wait_for_function(f"document.querySelector('#result_list progress').value > {first}")
+        assert on_same_document(console)
+        assert "/s" in row.locator("[data-speed-for]").inner_text()
+        assert row.locator("[data-eta-for]").inner_text() != "-"
+
+        row.get_by_role("button", name="Pause").click()
+        assert "pause done" in console.message()
+        row = console.page.locator("#result_list tbody tr", has_text="test-org/big-model")
+        assert row.locator("[data-status-for]").inner_text() == "paused"
+        assert row.get_by_role("button", name="Pause").is_disabled()
+        paused_at = progress_of(console, row)
+        assert paused_at < 100
+
+        row.get_by_role("button", name="Resume").click()
+        assert "resume done" in console.message()
+        console.page.evaluate(STAY_MARK)
+        fake_hub.bytes_per_second = 2 * 1024 * 1024
+        console.page.wait_for_function("document.querySelector('#result_list progress').value >= 100", timeout=60_000)
+        row = console.page.locator("#result_list tbody tr", has_text="test-org/big-model")
+        console.page.wait_for_function(
+            "document.querySelector('#result_list [data-status-for]').textContent === 'completed'")
+        assert on_same_document(console)
+        assert row.get_by_role("button", name="Resume").is_disabled()
+    finally:
+        fake_hub.bytes_per_second = None
+    assert console.errors == []
+
+
+def test_deploy_the_tiny_gguf_chat_in_the_playground_and_stop(console, tiny_gguf):
+    page = console.page
+    row = search_and_download(console, "tiny-llama", TINY_REPO)
+    expect(row.locator("[data-status-for]")).to_have_text("completed", timeout=60_000)
+
+    page.get_by_role("link", name="Deploy a model").first.click()
+    page.select_option("#id_model", f"huggingface|{TINY_REPO}")
+    page.fill("#id_max_model_len", "256")
+    page.locator("#id_max_model_len").dispatch_event("change")
+    page.wait_for_function("document.getElementById('memory-estimate').dataset.fits === 'true'")
+    assert "llama.cpp" in page.locator("#memory-estimate").inner_text()
+    page.click("#deploy-form input[type=submit]")
+    assert "is starting on llama.cpp" in console.message()
+    row = page.locator("#result_list tbody tr", has_text=TINY_REPO)
+    page.wait_for_function(
+        "document.querySelector('#result_list [data-health-for]').textContent.startsWith('healthy')", timeout=60_000)
+    assert row.locator("[data-status-for]").inner_text() == "running"
+
+    row.get_by_role("link", name="Logs").click()
+    page.wait_for_function("document.getElementById('deployment-log').textContent.includes('llama')")
+
+    console.open("/admin/playground/")
+    page.fill("#id_prompt", "Hello there")
+    page.fill("#id_max_tokens", "24")
+    # Count the updates of the answer: streamed text arrives in several of them.
+    page.evaluate("""() => {
+        window.__updates = 0;
+        new MutationObserver(() => { window.__updates += 1; })
+            .observe(document.getElementById('transcript'), {subtree: true, characterData: true, childList: true});
+    }""")
+    page.click("#send")
+    page.wait_for_function("document.getElementById('playground-state').dataset.state !== 'streaming'",
+                           timeout=60_000)
+    assert page.locator("#playground-state").get_attribute("data-state") == "done", console.errors
+    answer = page.locator("#transcript .assistant .text").inner_text()
+    assert answer.strip()
+    assert page.evaluate("window.__updates") > 3  # the turns themselves, then the text piece by piece
+
+    page.check("input[name=mode][value=completions]")
+    page.fill("#id_prompt", "Once upon a time")
+    page.click("#send")
+    page.wait_for_function("document.getElementById('playground-state').dataset.state === 'done'", timeout=60_000)
+    assert page.locator("#transcript .completion .text").inner_text().strip()
+
+    console.open("/admin/deployments/deployment/")
+    row = page.locator("#result_list tbody tr", has_text=TINY_REPO)
+    row.get_by_role("button", name="Stop").click()
+    assert "stop done" in console.message()
+    row = page.locator("#result_list tbody tr", has_text=TINY_REPO)
+    assert row.locator("[data-status-for]").inner_text() == "stopped"
+    assert console.errors == []
+
+
+def test_refusals_are_messages_not_error_pages(console):
+    page = console.page
+    console.open("/admin/deployments/deployment/add/")
+    page.evaluate("""() => {
+        const option = new Option('not downloaded', 'huggingface|nobody/nothing', true, true);
+        document.getElementById('id_model').append(option);
+    }""")
+    page.click("#deploy-form input[type=submit]")
+    assert "/nothing (huggingface) has no completed download" in console.message("error")
+    page.evaluate("document.getElementById('id_max_model_len').removeAttribute('min')")
+    page.fill("#id_max_model_len", "0")
+    page.click("#deploy-form input[type=submit]")
+    assert "_model_len: Ensure this value is greater than or equal to 1" in console.message("error")
+    console.open("/admin/downloads/downloadtask/")
+    page.evaluate("""() => {
+        const form = document.createElement('form');
+        form.method = 'post';
+        form.action = '/admin/downloads/downloadtask/no-such-task/act/pause/';
+        form.innerHTML = `<input name="csrfmiddlewaretoken" value="${LLMConsole.csrfToken()}">`;
+        document.body.append(form);
+        form.submit();
+    }""")
+    page.wait_for_url("**/admin/downloads/downloadtask/")
+    assert "No download task no-such-task" in console.message("error")
+    assert console.errors == []
