@@ -44,8 +44,7 @@ def _start_body(post) -> dict:
 
 @admin.register(Deployment)
 class DeploymentAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "model_id", "engine", "status_label", "port", "health", "restart_count",
-                    "row_actions")
+    list_display = ("id", "name", "model_id", "engine", "status_label", "port", "health", "restarts", "row_actions")
     list_filter = ("status", "engine", "model_source")
     search_fields = ("id", "name", "model_id")
     readonly_fields = ("id", "pid", "restart_count", "created_at", "updated_at", "started_at", "stopped_at", "error")
@@ -53,11 +52,6 @@ class DeploymentAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Deployment | None = None) -> bool:
         return False  # a running engine is changed by stopping and deploying again, not by editing its row
-
-    def get_actions(self, request: HttpRequest) -> dict:
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)  # deletion goes through the service, which stops the engine first
-        return actions
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -137,6 +131,10 @@ class DeploymentAdmin(admin.ModelAdmin):
         # Probing every engine would hold up the page: the console's script asks /api/.../health per row.
         return format_html('<span data-health-for="{}" data-live="{}">-</span>', deployment.id,
                            "yes" if deployment.status in (DeploymentStatus.STARTING, DeploymentStatus.RUNNING) else "")
+
+    @admin.display(description="restarts", ordering="restart_count")
+    def restarts(self, deployment: Deployment) -> str:
+        return format_html('<span data-restarts-for="{}">{}</span>', deployment.id, deployment.restart_count)
 
     @admin.display(description="actions")
     def row_actions(self, deployment: Deployment) -> str:

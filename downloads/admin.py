@@ -43,7 +43,8 @@ class DownloadTaskAdmin(admin.ModelAdmin):
     actions = [service_action(name, lambda pk, name=name: services.act(pk, name), "download")
                for name in ("pause", "resume", "cancel")] + [
         service_action("delete", _delete_keeping_files, "download"),
-        service_action("delete with files", _delete_with_files, "download"),
+        service_action("delete with files", _delete_with_files, "download",
+                       "Delete selected downloads and their files"),
     ]
 
     # Tasks change only through the service (the rows' buttons and the actions): a hand-edited
@@ -53,11 +54,6 @@ class DownloadTaskAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: DownloadTask | None = None) -> bool:
         return False
-
-    def get_actions(self, request: HttpRequest) -> dict:
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)  # rows go through the service, which stops the transfer first
-        return actions
 
     def get_urls(self):
         own = [path("<str:task_id>/act/<str:action>/", self.admin_site.admin_view(self.act_view),

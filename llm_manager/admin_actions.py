@@ -9,7 +9,7 @@ from django.contrib import messages
 from llm_manager.api import ApiError
 
 
-def service_action(name: str, operation: Callable[[str], object], noun: str):
+def service_action(name: str, operation: Callable[[str], object], noun: str, description: str = ""):
     """An admin action named `name` that calls `operation(pk)` for each selected row."""
 
     def run(modeladmin, request, queryset):
@@ -22,8 +22,9 @@ def service_action(name: str, operation: Callable[[str], object], noun: str):
                 modeladmin.message_user(request, f"{obj.pk}: {exc.message}", messages.WARNING)
         modeladmin.message_user(request, f"{name}: {done} {noun}(s)")
 
-    run.__name__ = f"{name}_selected"
-    run.short_description = f"{name.title()} selected {noun}s"
+    # "delete" becomes `delete_selected`, in place of the admin's own deletion, which skips the service.
+    run.__name__ = f"{name.replace(' ', '_')}_selected"
+    run.short_description = description or f"{name.title()} selected {noun}s"
     return run
 
 

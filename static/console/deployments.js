@@ -12,8 +12,8 @@
         const health = await LLMConsole.request(`/api/deployments/${encodeURIComponent(id)}/health`);
         const probe = health.probe.ok ? `ok, ${health.probe.latency_ms} ms` : health.probe.detail;
         cell.textContent = `${health.healthy ? "healthy" : "unhealthy"} (${probe})`;
-        const status = document.querySelector(`[data-status-for="${id}"]`);
-        if (status) status.textContent = health.status;
+        document.querySelector(`[data-status-for="${id}"]`).textContent = health.status;
+        document.querySelector(`[data-restarts-for="${id}"]`).textContent = health.restart_count;
       } catch (error) {
         cell.textContent = error.message;
       }

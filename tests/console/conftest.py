@@ -50,6 +50,12 @@ def chromium():
         browser.close()
 
 
+def watch_errors(page, errors: list[str]) -> None:
+    page.on("console", lambda message: message.type == "error"
+            and errors.append(f"{message.text} at {message.location.get('url')}"))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+
 @dataclass
 class Console:
     """A signed-in browser page on the console, and what its JavaScript reported as errors."""
@@ -57,6 +63,12 @@ class Console:
     page: object
     url: str
     errors: list[str] = field(default_factory=list)
+
+    def new_tab(self):
+        """Another page of the same signed-in browser, its script errors counted with the first's."""
+        tab = self.page.context.new_page()
+        watch_errors(tab, self.errors)
+        return tab
 
     def open(self, path: str) -> None:
         self.page.goto(self.url + path)
@@ -71,9 +83,7 @@ def console(request, chromium, console_service, tmp_path) -> Console:
     context.set_default_timeout(20_000)
     page = context.new_page()
     opened = Console(page, console_service.url)
-    page.on("console", lambda message: message.type == "error"
-            and opened.errors.append(f"{message.text} at {message.location.get('url')}"))
-    page.on("pageerror", lambda error: opened.errors.append(str(error)))
+    watch_errors(page, opened.errors)
     opened.open("/admin/login/")
     page.fill("#id_username", OPERATOR[0])
     page.fill("#id_password", OPERATOR[1])

@@ -102,6 +102,13 @@ def test_download_progress_moves_live_and_pauses_and_resumes_from_the_page(conso
             "document.querySelector('#result_list [data-status-for]').textContent === 'completed'")
         assert on_same_document(console)
         assert row.get_by_role("button", name="Resume").is_disabled()
+
+        # A bulk action: the completed task is deleted through the service.
+        row.locator("input.action-select").check()
+        console.page.select_option("select[name=action]", "delete_selected")
+        console.page.click("button[name=index]")
+        assert "elete: 1 download(s)" in console.message("info")
+        assert console.page.locator("#result_list tbody tr", has_text="test-org/big-model").count() == 0
     finally:
         fake_hub.bytes_per_second = None
     assert console.errors == []
@@ -125,8 +132,11 @@ def test_deploy_the_tiny_gguf_chat_in_the_playground_and_stop(console, tiny_gguf
         "document.querySelector('#result_list [data-health-for]').textContent.startsWith('healthy')", timeout=60_000)
     assert row.locator("[data-status-for]").inner_text() == "running"
 
-    row.get_by_role("link", name="Logs").click()
-    page.wait_for_function("document.getElementById('deployment-log').textContent.includes('llama')")
+    # The log view, left open in a second tab, follows what the engine writes next.
+    logs = console.new_tab()
+    logs.goto(console.url + row.get_by_role("link", name="Logs").get_attribute("href"))
+    logs.wait_for_function("document.getElementById('deployment-log').textContent.includes('llama')")
+    assert "/v1/completions" not in logs.locator("#deployment-log").text_content()
 
     console.open("/admin/playground/")
     page.fill("#id_prompt", "Hello there")
@@ -151,8 +161,11 @@ def test_deploy_the_tiny_gguf_chat_in_the_playground_and_stop(console, tiny_gguf
     page.wait_for_function("document.getElementById('playground-state').dataset.state === 'done'", timeout=60_000)
     assert page.locator("#transcript .completion .text").inner_text().strip()
 
+    logs.wait_for_function("document.getElementById('deployment-log').textContent.includes('/v1/completions')")
+
     console.open("/admin/deployments/deployment/")
     row = page.locator("#result_list tbody tr", has_text=TINY_REPO)
+    assert row.locator("[data-restarts-for]").inner_text() == "0"
     row.get_by_role("button", name="Stop").click()
     assert "stop done" in console.message()
     row = page.locator("#result_list tbody tr", has_text=TINY_REPO)
