@@ -9,10 +9,12 @@ the operators' console never has to put the key in a page.
 from __future__ import annotations
 
 import hmac
+from importlib import import_module
 from typing import Callable
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+from django.contrib.auth import aget_user
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 
@@ -46,8 +48,9 @@ def unauthorized_response(path: str) -> HttpResponse:
 
 
 class ApiKeyMiddleware:
-    """Django middleware, sync or async as the stack around it; after AuthenticationMiddleware so staff
-    sessions count (the lean stack of the inference routes has no sessions: a key is needed there)."""
+    """Django middleware, sync or async as the stack around it. Behind AuthenticationMiddleware (the admin's
+    stack) it reads the request's user; in the API's lean stack it reads the session cookie itself, and
+    only for a request that brings no key."""
 
     sync_capable = True
     async_capable = True
@@ -60,27 +63,42 @@ class ApiKeyMiddleware:
     def __call__(self, request: HttpRequest):
         if iscoroutinefunction(self):
             return self.__acall__(request)
-        refused = self._refusal(request)
-        return refused or self.get_response(request)
+        if needs_key(request.path) and not _has_valid_key(request):
+            user = getattr(request, "user", None)
+            refused = self._staff_or_refusal(request, bool(user and user.is_authenticated and user.is_staff))
+            if refused:
+                return refused
+        return self.get_response(request)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        user = getattr(request, "user", None)
-        if user is not None and needs_key(request.path):
-            await sync_to_async(lambda: user.is_authenticated)()  # resolve the lazy user off the event loop
-        refused = self._refusal(request)
-        return refused or await self.get_response(request)
+        if needs_key(request.path) and not _has_valid_key(request):
+            refused = self._staff_or_refusal(request, await _is_staff_session(request))
+            if refused:
+                return refused
+        return await self.get_response(request)
 
-    def _refusal(self, request: HttpRequest) -> HttpResponse | None:
-        if not needs_key(request.path):
-            return None
-        key = key_from_headers(request.headers.get("Authorization", ""), request.headers.get("X-API-Key", ""))
-        if is_valid_key(key):
-            return None
-        user = getattr(request, "user", None)
-        if user and user.is_authenticated and user.is_staff:
+    def _staff_or_refusal(self, request: HttpRequest, staff: bool) -> HttpResponse | None:
+        if staff:
             # A cookie is sent by the browser on its own: writes need the CSRF token too.
             return CsrfViewMiddleware(self.get_response).process_view(request, None, (), {})
         return unauthorized_response(request.path)
+
+
+def _has_valid_key(request: HttpRequest) -> bool:
+    return is_valid_key(key_from_headers(request.headers.get("Authorization", ""), request.headers.get("X-API-Key", "")))
+
+
+async def _is_staff_session(request: HttpRequest) -> bool:
+    """Whether the request comes from a signed-in staff user of the admin."""
+    if not hasattr(request, "auser"):  # the lean stack: no session middleware ran
+        session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+        if not session_key:
+            return False
+        request.session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+        user = await aget_user(request)
+    else:
+        user = await request.auser()
+    return bool(user.is_authenticated and user.is_staff)
 
 
 class WebSocketApiKeyMiddleware:

@@ -1,12 +1,24 @@
-"""A Django ASGI handler with a short middleware stack, for the proxy routes of the inference app."""
+"""A Django ASGI handler with a short middleware stack, for the API.
+
+Under ASGI each of the admin's middlewares (security, sessions, common, CSRF, auth,
+messages, clickjacking) costs thread hops on every request; the JSON API needs none of
+them. The API-key check resolves an operator's session itself, only when a request
+carries no key (see llm_manager.auth).
+"""
 
 from __future__ import annotations
 
 from django.core.handlers.asgi import ASGIHandler
 from django.test.utils import override_settings
 
-LEAN_PREFIXES = ("/v1/", "/api/chat/", "/api/completions/")
+LEAN_PREFIXES = ("/api/", "/v1/", "/health")
+# Pages for people, not programs: the full stack (trailing-slash redirects, security headers).
+FULL_STACK_PREFIXES = ("/api/docs", "/api/schema")
 LEAN_MIDDLEWARE = ["llm_manager.auth.ApiKeyMiddleware"]
+
+
+def is_lean(path: str) -> bool:
+    return path.startswith(LEAN_PREFIXES) and not path.startswith(FULL_STACK_PREFIXES)
 
 
 def lean_asgi_application() -> ASGIHandler:
