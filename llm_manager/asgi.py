@@ -9,17 +9,20 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llm_manager.settings")
 django_asgi_app = get_asgi_application()
 
-from llm_manager.lean import is_lean, lean_asgi_application  # noqa: E402
+from llm_manager.lean import PROXY_PREFIXES, ProxyASGIHandler, is_lean, lean_asgi_application  # noqa: E402
 
 # The API skips the admin's middleware (sessions, messages, CSRF): each costs thread hops under
 # ASGI, on every search, every token stream and every OpenAI call.
 api_asgi_app = lean_asgi_application()
+proxy_asgi_app = lean_asgi_application(ProxyASGIHandler)
 # The console's styles and scripts, straight from the apps and static/ (no collectstatic, no other server).
 static_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
 
 async def http_application(scope, receive, send):
-    if is_lean(scope["path"]):
+    if scope["path"].startswith(PROXY_PREFIXES):
+        app = proxy_asgi_app
+    elif is_lean(scope["path"]):
         app = api_asgi_app
     elif scope["path"].startswith(static_asgi_app.base_url.path):
         app = static_asgi_app

@@ -12,6 +12,8 @@ from django.core.handlers.asgi import ASGIHandler
 from django.test.utils import override_settings
 
 LEAN_PREFIXES = ("/api/", "/v1/", "/health")
+# Async views whose few sync calls (the signals' connection cleanup, a cached lookup) are quick.
+PROXY_PREFIXES = ("/v1/", "/api/chat/", "/api/completions/")
 # Pages for people, not programs: the full stack (trailing-slash redirects, security headers).
 FULL_STACK_PREFIXES = ("/api/docs", "/api/schema")
 LEAN_MIDDLEWARE = ["llm_manager.auth.ApiKeyMiddleware"]
@@ -21,7 +23,18 @@ def is_lean(path: str) -> bool:
     return path.startswith(LEAN_PREFIXES) and not path.startswith(FULL_STACK_PREFIXES)
 
 
-def lean_asgi_application() -> ASGIHandler:
+class ProxyASGIHandler(ASGIHandler):
+    """For the inference proxy: no per-request ThreadSensitiveContext.
+
+    Django gives each request a context of its own, so that its sync code gets a thread of its own:
+    a new thread per request. The proxy's views are async; their few sync calls share one thread.
+    """
+
+    async def __call__(self, scope, receive, send):
+        await self.handle(scope, receive, send)
+
+
+def lean_asgi_application(handler_class: type[ASGIHandler] = ASGIHandler) -> ASGIHandler:
     """The same URLs and views as the main application, behind LEAN_MIDDLEWARE only (loaded once, here)."""
     with override_settings(MIDDLEWARE=LEAN_MIDDLEWARE):
-        return ASGIHandler()
+        return handler_class()
