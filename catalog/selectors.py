@@ -24,10 +24,22 @@ FTS_TABLE = "catalog_catalogmodel_fts"
 _NOT_WORD = re.compile(r"[^\w]+", re.UNICODE)
 
 
+def _phrase(text: str) -> str:
+    return " ".join(_NOT_WORD.sub(" ", text).split())
+
+
 def fts_expression(query: str) -> str:
     """Each word of the query as a prefix phrase, all required: `llama3.2 chat` → `"llama3 2"* AND "chat"*`."""
-    phrases = [" ".join(_NOT_WORD.sub(" ", word).split()) for word in query.split()]
+    phrases = [_phrase(word) for word in query.split()]
     return " AND ".join(f'"{phrase}"*' for phrase in phrases if phrase)
+
+
+def fts_filters(filters: list[tuple[str, str]]) -> str:
+    """The filters as column phrases of the index (`AND source:"ollama"`): narrowing the matches inside the
+    index is cheaper than checking each match's row. A type's phrase also matches longer types that
+    contain it (`text generation` is in `text generation inference`), so rows are still checked for it."""
+    phrases = [(name, _phrase(value)) for name, value in filters]
+    return "".join(f' AND {name}:"{phrase}"' for name, phrase in phrases if phrase)
 
 
 def _uses_fts() -> bool:
@@ -81,17 +93,20 @@ def search_page(
     """
     if favorites_only or not _uses_fts():
         return paginate(search(query, source, model_type, sort, favorites_only), page, page_size)
-    # Filters stay out of the MATCH: a term as common as a source or type costs more there than a check here.
+    # With a query, the filters narrow the matches inside the index too; without one, a filter alone
+    # (a term as common as a source) costs more there than walking the sort index.
     expression = fts_expression(query)
     filters = [(name, value) for name, value in (("source", source), ("model_type", model_type)) if value]
     conditions = [f"{name} = %s" for name, _ in filters]
     params: list = [value for _, value in filters]
     if expression:
+        expression += fts_filters(filters)
         conditions.insert(0, f"id IN (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s)")
         params.insert(0, expression)
     where = " AND ".join(conditions) or "1"
     with connection.cursor() as cursor:
-        if expression and not filters:
+        if expression and not model_type:
+            # Sources are one exact word each: the index's count is the answer.
             cursor.execute(f"SELECT count(*) FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s", [expression])
             total = cursor.fetchone()[0]
         elif expression:

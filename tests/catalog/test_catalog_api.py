@@ -50,6 +50,20 @@ def test_search_both_sources_and_filter_by_type(api):
     assert "nomic-embed-text" in [i["id"] for i in embedding["items"]]
 
 
+def test_a_query_with_filters_matches_the_type_exactly(api, fake_hub):
+    # The index narrows a query's matches by the type's words; "text generation" is also in the
+    # words of "text-generation-inference", and the answer must still hold only the type asked for.
+    tags = ["text-generation", "text-generation-inference", "text-generation", "sentence-similarity"]
+    for n, pipeline_tag in enumerate(tags):
+        fake_hub.add_repo(f"facet-org/facet-model-{n}", pipeline_tag=pipeline_tag, downloads=10 - n)
+    by_source = search(api, query="facet", source="huggingface")
+    assert by_source["pagination"]["total"] == 4 and len(by_source["items"]) == 4
+    typed = search(api, query="facet", source="huggingface", model_type="text-generation")
+    assert [i["id"] for i in typed["items"]] == ["facet-org/facet-model-0", "facet-org/facet-model-2"]
+    assert typed["pagination"]["total"] == 2
+    assert search(api, query="facet", source="ollama")["pagination"]["total"] == 0
+
+
 def test_search_pagination_block_and_edges(api):
     first = search(api, query="filler", source="huggingface", page=1, page_size=7)
     assert first["pagination"] == {"page": 1, "page_size": 7, "total": 30, "total_pages": 5,
