@@ -13,9 +13,23 @@
     if (element) element.textContent = text;
   }
 
+  const unlisted = new Set();
+
+  // A task this page does not list: started elsewhere, or of another page or filter.
+  function notice(task) {
+    unlisted.add(task.id);
+    const link = live.querySelector("[data-unlisted]");
+    link.hidden = false;
+    const more = `${unlisted.size} more download${unlisted.size > 1 ? "s" : ""}`;
+    link.textContent = `${more} changed since this list was loaded: reload`;
+  }
+
   function apply(task) {
     const bar = document.querySelector(`[data-progress-for="${task.id}"]`);
-    if (!bar) return; // a task of another page or filter
+    if (!bar) {
+      notice(task);
+      return;
+    }
     bar.value = task.progress;
     set("percent", task.id, `${task.progress.toFixed(1)}%`);
     set("status", task.id, task.status);

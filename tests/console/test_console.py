@@ -69,7 +69,7 @@ def test_search_favorite_and_model_info(console):
     assert console.errors == []
 
 
-def test_download_progress_moves_live_and_pauses_and_resumes_from_the_page(console, fake_hub):
+def test_download_progress_moves_live_and_pauses_and_resumes_from_the_page(console, console_service, fake_hub):
     fake_hub.bytes_per_second = 256 * 1024  # 8 MiB in four parts: about eight seconds
     try:
         row = search_and_download(console, "big-model", "test-org/big-model")
@@ -109,6 +109,15 @@ def test_download_progress_moves_live_and_pauses_and_resumes_from_the_page(conso
         console.page.click("button[name=index]")
         assert "elete: 1 download(s)" in console.message("info")
         assert console.page.locator("#result_list tbody tr", has_text="test-org/big-model").count() == 0
+
+        # A download started elsewhere (here: the API, with the key) is announced on the open page.
+        started = httpx.post(f"{console_service.url}/api/downloads/start", headers={"X-API-Key": API_KEY},
+                             json={"model_id": "test-org/big-model", "source": "huggingface"})
+        assert started.status_code in (200, 201, 202), started.text
+        notice = console.page.locator("#download-live [data-unlisted]")
+        expect(notice).to_have_text("1 more download changed since this list was loaded: reload")
+        notice.click()
+        expect(console.page.locator("#result_list tbody tr", has_text="test-org/big-model")).to_have_count(1)
     finally:
         fake_hub.bytes_per_second = None
     assert console.errors == []
