@@ -18,7 +18,7 @@ from deployments.models import Deployment, DeploymentStatus, RestartPolicy
 from deployments.views import DeploymentStartRequest
 from downloads.models import DownloadStatus, DownloadTask
 from llm_manager.admin_actions import service_action
-from llm_manager.api import ApiError, first_error
+from llm_manager.api import ApiError, error_json, first_error
 
 ROW_ACTIONS = {
     "stop": services.stop_deployment,
@@ -93,10 +93,9 @@ class DeploymentAdmin(admin.ModelAdmin):
             estimate = services.memory_estimate(body["model_id"], body["model_source"], body.get("engine"),
                                                 max_model_len, utilization)
         except ValueError:
-            return JsonResponse({"success": False, "message": "max_model_len and gpu_memory_utilization are numbers"},
-                                status=400)
+            return error_json("VALIDATION_ERROR", "max_model_len and gpu_memory_utilization are numbers", 400)
         except ApiError as exc:
-            return JsonResponse({"success": False, "message": exc.message, "code": exc.code}, status=exc.http_status)
+            return error_json(exc.code, exc.message, exc.http_status, exc.details)
         return JsonResponse({"success": True, "data": estimate})
 
     @staticmethod

@@ -11,6 +11,9 @@ from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
+from inference import console as playground
+from llm_manager.system.services import dashboard_figures
+
 
 class ConsoleAdminSite(admin.AdminSite):
     site_header = "LLM Manager"
@@ -19,9 +22,6 @@ class ConsoleAdminSite(admin.AdminSite):
     enable_nav_sidebar = False  # the task and deployment lists need the width
 
     def get_urls(self):
-        from inference import console as playground
-        from llm_manager.system.services import dashboard_figures
-
         def dashboard_data(request: HttpRequest) -> JsonResponse:
             return JsonResponse(dashboard_figures())
 
