@@ -168,6 +168,7 @@ def dashboard_figures() -> dict[str, Any]:
         return {row[field]: row["n"] for row in queryset.values(field).annotate(n=Count("pk")).order_by(field)}
 
     return {
+        "health": health(),
         "resources": resources(),
         "load": load(),
         "catalog": counts(CatalogModel.objects.all(), "source"),

@@ -25,6 +25,9 @@
     try {
       const figures = await LLMConsole.request(panel.dataset.figuresUrl);
       const {cpu, memory, disk, gpus} = figures.resources;
+      const failing = Object.entries(figures.health.checks).filter(([, check]) => check.status !== "healthy");
+      put("health", [figures.health.status,
+        ...failing.map(([name, check]) => `${name}: ${check.status} (${check.detail})`)].join("; "));
       put("cpu", `${cpu.usage_percent.toFixed(1)}% of ${cpu.cores} cores, load ${figures.load.load_average["1m"]}`);
       bar("cpu", cpu.usage_percent);
       put("memory", `${memory.used_gb} / ${memory.total_gb} GB (${memory.usage_percent}%)`);

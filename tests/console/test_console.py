@@ -37,6 +37,11 @@ def test_dashboard_figures_refresh_in_place_and_the_key_stays_out_of_the_page(co
     page = console.page
     page.evaluate(STAY_MARK)
     page.wait_for_function("Number(document.getElementById('dashboard').dataset.refreshes) >= 2", timeout=15_000)
+    health = page.locator('[data-figure="health"]')
+    expect(health).not_to_have_text("…")
+    # The database and the worker cluster answer (disk and memory depend on the machine the tests run on).
+    expect(health).not_to_contain_text("workers:", timeout=30_000)
+    expect(health).not_to_contain_text("database:")
     assert "cores" in page.locator('[data-figure="cpu"]').inner_text()
     assert " GB" in page.locator('[data-figure="memory"]').inner_text()
     assert "free" in page.locator('[data-figure="disk"]').inner_text()
