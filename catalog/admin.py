@@ -24,7 +24,9 @@ SOURCE_CHOICES = [("", "All sources")] + [(name, name) for name in services.SOUR
 class SearchForm(forms.Form):
     query = forms.CharField(required=False, max_length=200)
     source = forms.ChoiceField(required=False, choices=SOURCE_CHOICES)
+    model_type = forms.CharField(required=False, max_length=100, label="Type")
     sort = forms.ChoiceField(required=False, choices=[(name, name) for name in selectors.ORDERINGS])
+    favorite = forms.BooleanField(required=False, label="Favorites only")
     page = forms.IntegerField(required=False, min_value=1)
 
 
@@ -71,7 +73,8 @@ class CatalogModelAdmin(admin.ModelAdmin):
             messages.error(request, form_error_message(form))
         query, source = params.get("query", ""), params.get("source") or None
         sort, number = params.get("sort") or "downloads", params.get("page") or 1
-        page, failed = services.search(query, source, None, sort, False, number, 20)
+        page, failed = services.search(query, source, params.get("model_type") or None, sort,
+                                       params.get("favorite", False), number, 20)
         if failed:
             messages.warning(request, services.offline_message(failed))
         data = page.as_data(lambda model: model)

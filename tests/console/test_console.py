@@ -63,6 +63,14 @@ def test_search_favorite_and_model_info(console):
     assert "/DialoGPT-medium is a favorite" in console.message()
     row = console.page.locator('#search-results tr[data-model-id="microsoft/DialoGPT-medium"]')
     assert row.get_by_role("button", name="★ Unfavorite").is_visible()
+    # The favorites filter, as /api/models/search?favorite=true.
+    console.page.fill("#id_query", "")
+    console.page.check("#id_favorite")
+    console.page.click("#catalog-search input[type=submit]")
+    favorites = console.page.locator("#search-results tbody tr[data-model-id]")
+    expect(favorites).to_have_count(1)
+    assert favorites.get_attribute("data-model-id") == "microsoft/DialoGPT-medium"
+    row = console.page.locator('#search-results tr[data-model-id="microsoft/DialoGPT-medium"]')
     row.get_by_role("link", name="microsoft/DialoGPT-medium").click()
     info = console.page.locator("#model-info")
     assert "A conversational response generation model" in info.inner_text()
