@@ -173,11 +173,13 @@ async def forward(deployment: Deployment, path: str, payload: dict) -> dict:
 
 
 def _engine_message(content: bytes) -> str:
+    """What an engine's error answer says: OpenAI's `error.message` where it has one, else its first bytes."""
+    text = content[:300].decode(errors="replace")
     try:
         error = json.loads(content).get("error")
-        return error.get("message", str(error)) if isinstance(error, dict) else str(error or content[:300].decode(errors="replace"))
     except (ValueError, AttributeError):
-        return content[:300].decode(errors="replace")
+        return text
+    return error.get("message", str(error)) if isinstance(error, dict) else str(error or text)
 
 
 async def stream(deployment: Deployment, path: str, payload: dict) -> AsyncIterator[bytes]:
