@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from tests.console.conftest import API_KEY
-from tests.engines import TINY_FILE, TINY_REPO
+from tests.engines import TINY_REPO
 
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
 
