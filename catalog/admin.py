@@ -7,7 +7,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -15,7 +14,7 @@ from django.views.decorators.http import require_POST
 from catalog import selectors, services
 from catalog.models import CatalogModel, Favorite, SyncJob
 from downloads import services as downloads
-from llm_manager.admin_actions import form_error_message
+from llm_manager.admin_actions import console_page, form_error_message
 from llm_manager.api import ApiError
 
 SOURCE_CHOICES = [("", "All sources")] + [(name, name) for name in services.SOURCES]
@@ -62,10 +61,6 @@ class CatalogModelAdmin(admin.ModelAdmin):
         ]
         return own + super().get_urls()
 
-    def _page(self, request: HttpRequest, template: str, title: str, **context) -> TemplateResponse:
-        context = {**self.admin_site.each_context(request), "title": title, "opts": self.model._meta, **context}
-        return TemplateResponse(request, template, context)
-
     def search_view(self, request: HttpRequest) -> HttpResponse:
         form = SearchForm(request.GET or None)
         params = form.cleaned_data if form.is_valid() else {}
@@ -79,10 +74,11 @@ class CatalogModelAdmin(admin.ModelAdmin):
             messages.warning(request, services.offline_message(failed))
         data = page.as_data(lambda model: model)
         pagination = data["pagination"]
-        return self._page(request, "admin/catalog/search.html", "Search models", form=form,
-                          results=selectors.models_to_dicts(data["items"]), pagination=pagination,
-                          previous_url=self._page_url(request, number - 1) if pagination["has_prev"] else None,
-                          next_url=self._page_url(request, number + 1) if pagination["has_next"] else None)
+        return console_page(request, self.admin_site, "admin/catalog/search.html", "Search models",
+                            opts=self.model._meta, form=form, results=selectors.models_to_dicts(data["items"]),
+                            pagination=pagination,
+                            previous_url=self._page_url(request, number - 1) if pagination["has_prev"] else None,
+                            next_url=self._page_url(request, number + 1) if pagination["has_next"] else None)
 
     @staticmethod
     def _page_url(request: HttpRequest, number: int) -> str:
@@ -104,8 +100,8 @@ class CatalogModelAdmin(admin.ModelAdmin):
         is_gguf = any(file["path"].endswith(".gguf") for file in info["files"])
         form = DownloadForm(initial={"model_id": model.model_id, "source": model.source,
                                      "revision": "main" if model.source == "huggingface" else ""})
-        return self._page(request, "admin/catalog/model_info.html", info["name"], info=info, form=form,
-                          is_gguf=is_gguf, here=request.get_full_path())
+        return console_page(request, self.admin_site, "admin/catalog/model_info.html", info["name"],
+                            opts=self.model._meta, info=info, form=form, is_gguf=is_gguf, here=request.get_full_path())
 
     @staticmethod
     @require_POST

@@ -4,12 +4,10 @@ stop / restart / delete, live health and restart count, and a log view that foll
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
-from django.views.decorators.http import require_POST
+from django.utils.html import format_html
 from rest_framework import serializers
 
 from deployments import services
@@ -17,7 +15,7 @@ from deployments.engines import ENGINES
 from deployments.models import Deployment, DeploymentStatus, RestartPolicy
 from deployments.views import DeploymentStartRequest
 from downloads.models import DownloadStatus, DownloadTask
-from llm_manager.admin_actions import service_action
+from llm_manager.admin_actions import console_page, row_action_view, row_buttons, service_action
 from llm_manager.api import ApiError, error_json, first_error
 
 ROW_ACTIONS = {
@@ -55,9 +53,10 @@ class DeploymentAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         view = self.admin_site.admin_view
+        act = row_action_view(ROW_ACTIONS, "admin:deployments_deployment_changelist")
         own = [
             path("estimate/", view(self.estimate_view), name="deployments_deployment_estimate"),
-            path("<str:deployment_id>/act/<str:action>/", view(self.act_view), name="deployments_deployment_act"),
+            path("<str:pk>/act/<str:action>/", view(act), name="deployments_deployment_act"),
             path("<str:deployment_id>/logs/", view(self.logs_view), name="deployments_deployment_logs"),
         ]
         return own + super().get_urls()
@@ -77,12 +76,9 @@ class DeploymentAdmin(admin.ModelAdmin):
                 messages.success(request, f"Deployment {deployment.id} of {deployment.model_id} is starting on "
                                           f"{deployment.engine}, port {deployment.port}")
                 return redirect("admin:deployments_deployment_changelist")
-        context = {
-            **self.admin_site.each_context(request), "title": "Deploy a model", "opts": self.model._meta,
-            "models": _downloaded_models(), "engines": sorted(ENGINES), "policies": RestartPolicy.choices,
-            "values": request.POST,
-        }
-        return TemplateResponse(request, "admin/deployments/deploy.html", context)
+        return console_page(request, self.admin_site, "admin/deployments/deploy.html", "Deploy a model",
+                            opts=self.model._meta, models=_downloaded_models(), engines=sorted(ENGINES),
+                            policies=RestartPolicy.choices, values=request.POST)
 
     @staticmethod
     def estimate_view(request: HttpRequest) -> JsonResponse:
@@ -98,27 +94,14 @@ class DeploymentAdmin(admin.ModelAdmin):
             return error_json(exc.code, exc.message, exc.http_status, exc.details)
         return JsonResponse({"success": True, "data": estimate})
 
-    @staticmethod
-    @require_POST
-    def act_view(request: HttpRequest, deployment_id: str, action: str) -> HttpResponse:
-        try:
-            if action not in ROW_ACTIONS:
-                raise ApiError("INVALID_ACTION", f"Unknown action {action}", 400)
-            ROW_ACTIONS[action](deployment_id)
-            messages.success(request, f"{deployment_id}: {action} done")
-        except ApiError as exc:
-            messages.error(request, f"{deployment_id}: {exc.message}")
-        return HttpResponseRedirect(reverse("admin:deployments_deployment_changelist"))
-
     def logs_view(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
         try:
             deployment = services.get_deployment(deployment_id)
         except ApiError as exc:
             messages.error(request, exc.message)
             return redirect("admin:deployments_deployment_changelist")
-        context = {**self.admin_site.each_context(request), "title": f"Logs of {deployment.name}",
-                   "opts": self.model._meta, "deployment": deployment}
-        return TemplateResponse(request, "admin/deployments/logs.html", context)
+        return console_page(request, self.admin_site, "admin/deployments/logs.html", f"Logs of {deployment.name}",
+                            opts=self.model._meta, deployment=deployment)
 
     @admin.display(description="status", ordering="status")
     def status_label(self, deployment: Deployment) -> str:
@@ -137,10 +120,6 @@ class DeploymentAdmin(admin.ModelAdmin):
 
     @admin.display(description="actions")
     def row_actions(self, deployment: Deployment) -> str:
-        buttons = [format_html('<button type="submit" formmethod="post" formaction="{}" data-action="{}">{}</button>',
-                               reverse("admin:deployments_deployment_act", args=[deployment.id, name]), name,
-                               name.title())
-                   for name in ROW_ACTIONS]
         logs = format_html('<a class="button" href="{}">Logs</a>',
                            reverse("admin:deployments_deployment_logs", args=[deployment.id]))
-        return format_html('<span class="console-actions">{}{}</span>', format_html_join("", "{}", ((button,) for button in buttons)), logs)
+        return row_buttons("admin:deployments_deployment_act", deployment.id, list(ROW_ACTIONS), extra=logs)

@@ -3,18 +3,16 @@ with pause / resume / cancel / delete on each row and as bulk actions, and the s
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
-from django.views.decorators.http import require_POST
+from functools import partial
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
+from django.utils.html import format_html
 
 from downloads import selectors, services
 from downloads.models import DownloadFile, DownloadTask
-from llm_manager.admin_actions import service_action
-from llm_manager.api import ApiError
-
-ROW_ACTIONS = ("pause", "resume", "cancel", "delete")
+from llm_manager.admin_actions import row_action_view, row_buttons, service_action
 
 
 def _delete_keeping_files(task_id: str) -> dict:
@@ -23,6 +21,10 @@ def _delete_keeping_files(task_id: str) -> dict:
 
 def _delete_with_files(task_id: str) -> dict:
     return services.delete_task(task_id, delete_files=True)
+
+
+ROW_ACTIONS = {**{name: partial(services.act, action=name) for name in services.ACTIONS},
+               "delete": _delete_keeping_files}
 
 
 class DownloadFileInline(admin.TabularInline):
@@ -40,9 +42,7 @@ class DownloadTaskAdmin(admin.ModelAdmin):
     search_fields = ("id", "model_id")
     readonly_fields = ("id", "created_at", "updated_at", "started_at", "completed_at", "lease", "heartbeat_at")
     inlines = [DownloadFileInline]
-    actions = [service_action(name, lambda pk, name=name: services.act(pk, name), "download")
-               for name in ("pause", "resume", "cancel")] + [
-        service_action("delete", _delete_keeping_files, "download"),
+    actions = [service_action(name, operation, "download") for name, operation in ROW_ACTIONS.items()] + [
         service_action("delete with files", _delete_with_files, "download",
                        "Delete selected downloads and their files"),
     ]
@@ -56,29 +56,14 @@ class DownloadTaskAdmin(admin.ModelAdmin):
         return False
 
     def get_urls(self):
-        own = [path("<str:task_id>/act/<str:action>/", self.admin_site.admin_view(self.act_view),
-                    name="downloads_downloadtask_act")]
+        act = row_action_view(ROW_ACTIONS, "admin:downloads_downloadtask_changelist")
+        own = [path("<str:pk>/act/<str:action>/", self.admin_site.admin_view(act), name="downloads_downloadtask_act")]
         return own + super().get_urls()
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         extra_context = {**(extra_context or {}), "storage": services.storage_state(),
                          "allowed_statuses": {name: list(statuses) for name, statuses in services.ACTIONS.items()}}
         return super().changelist_view(request, extra_context)
-
-    @staticmethod
-    @require_POST
-    def act_view(request: HttpRequest, task_id: str, action: str) -> HttpResponse:
-        try:
-            if action == "delete":
-                _delete_keeping_files(task_id)
-            elif action in services.ACTIONS:
-                services.act(task_id, action)
-            else:
-                raise ApiError("INVALID_ACTION", f"Unknown action {action}", 400)
-            messages.success(request, f"{task_id}: {action} done")
-        except ApiError as exc:
-            messages.error(request, f"{task_id}: {exc.message}")
-        return HttpResponseRedirect(reverse("admin:downloads_downloadtask_changelist"))
 
     @admin.display(description="status", ordering="status")
     def status_label(self, task: DownloadTask) -> str:
@@ -107,12 +92,5 @@ class DownloadTaskAdmin(admin.ModelAdmin):
 
     @admin.display(description="actions")
     def row_actions(self, task: DownloadTask) -> str:
-        # Buttons of the change list's own form (it carries the CSRF token), each posting to its action.
-        buttons = [
-            format_html('<button type="submit" formmethod="post" formaction="{}" data-action="{}" data-task="{}"{}>'
-                        "{}</button>", reverse("admin:downloads_downloadtask_act", args=[task.id, name]), name,
-                        task.id, "" if name == "delete" or task.status in services.ACTIONS[name] else " disabled",
-                        name.title())
-            for name in ROW_ACTIONS
-        ]
-        return format_html('<span class="console-actions">{}</span>', format_html_join("", "{}", ((button,) for button in buttons)))
+        return row_buttons("admin:downloads_downloadtask_act", task.id, list(ROW_ACTIONS),
+                           lambda action: action == "delete" or task.status in services.ACTIONS[action])

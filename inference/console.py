@@ -9,20 +9,19 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 from django.views.decorators.csrf import csrf_protect
 
 from deployments.models import Deployment, DeploymentStatus
 from inference import views
+from llm_manager.admin_actions import console_page
 from llm_manager.api import error_json
 
 KINDS = {"chat": "chat", "completions": "completion"}
 
 
-def page(request: HttpRequest) -> TemplateResponse:
+def page(request: HttpRequest) -> HttpResponse:
     running = Deployment.objects.filter(status=DeploymentStatus.RUNNING).order_by("name")
-    context = {**admin.site.each_context(request), "title": "Playground", "deployments": running}
-    return TemplateResponse(request, "admin/inference/playground.html", context)
+    return console_page(request, admin.site, "admin/inference/playground.html", "Playground", deployments=running)
 
 
 @csrf_protect

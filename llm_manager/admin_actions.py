@@ -1,10 +1,16 @@
-"""Console helpers: admin bulk actions that call a service per selected object, and messages."""
+"""Console helpers shared by the apps' admins: bulk actions and row buttons that call a service,
+pages in the admin's frame, and refusals as messages."""
 
 from __future__ import annotations
 
 from typing import Callable
 
 from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
 
 from llm_manager.api import ApiError
 
@@ -31,3 +37,37 @@ def service_action(name: str, operation: Callable[[str], object], noun: str, des
 def form_error_message(form) -> str:
     """A Django form's errors as one line for a console message."""
     return "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
+
+
+def row_action_view(operations: dict[str, Callable[[str], object]], changelist: str):
+    """An admin view `(request, pk, action)` that calls `operations[action](pk)`, then goes back to the
+    `changelist` URL name with what happened as a message."""
+
+    @require_POST
+    def view(request: HttpRequest, pk: str, action: str) -> HttpResponse:
+        try:
+            if action not in operations:
+                raise ApiError("INVALID_ACTION", f"Unknown action {action}", 400)
+            operations[action](pk)
+            messages.success(request, f"{pk}: {action} done")
+        except ApiError as exc:
+            messages.error(request, f"{pk}: {exc.message}")
+        return HttpResponseRedirect(reverse(changelist))
+
+    return view
+
+
+def row_buttons(url_name: str, pk: str, actions: list[str], enabled: Callable[[str], bool] = lambda action: True,
+                extra: str = "") -> str:
+    """A change-list row's action buttons. They belong to the change list's own form (it carries the CSRF
+    token) and each posts to `url_name` with (pk, action)."""
+    buttons = format_html_join(
+        "", '<button type="submit" formmethod="post" formaction="{}" data-action="{}" data-row="{}"{}>{}</button>',
+        ((reverse(url_name, args=[pk, action]), action, pk, "" if enabled(action) else " disabled", action.title())
+         for action in actions))
+    return format_html('<span class="console-actions">{}{}</span>', buttons, extra)
+
+
+def console_page(request: HttpRequest, site, template: str, title: str, **context) -> TemplateResponse:
+    """A page of the console, inside the admin's frame (header, navigation, messages)."""
+    return TemplateResponse(request, template, {**site.each_context(request), "title": title, **context})

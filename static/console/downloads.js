@@ -36,7 +36,7 @@
     set("speed", task.id, task.speed_bytes_per_second ? task.speed : "-");
     set("eta", task.id, task.eta || "-");
     set("size", task.id, `${task.downloaded_size} / ${task.total_size}`);
-    for (const button of document.querySelectorAll(`button[data-task="${task.id}"]`)) {
+    for (const button of document.querySelectorAll(`button[data-row="${task.id}"]`)) {
       const statuses = allowed[button.dataset.action];
       button.disabled = Boolean(statuses) && !statuses.includes(task.status);
     }
