@@ -11,21 +11,18 @@ import json
 import time
 from typing import Any, AsyncIterator
 
-import httpcore
 from asgiref.sync import sync_to_async
 from django.db.models import F
 from rest_framework import serializers
 
 from deployments.models import Deployment, DeploymentStatus
+from inference.engine_http import EnginePool, EngineRefused, EngineResponse, EngineUnavailable
 from inference.models import DeploymentUsage
 from llm_manager.api import ApiError
 
 ROLES = ("system", "user", "assistant", "tool", "developer")
-_pools: dict[str, httpcore.AsyncConnectionPool] = {}
+_pools: dict[tuple[str, int], EnginePool] = {}
 JSON_HEADERS = [(b"Content-Type", b"application/json"), (b"Accept", b"application/json, text/event-stream")]
-ENGINE_TIMEOUTS = {"connect": 5.0, "read": 600.0, "write": 600.0, "pool": 600.0}
-# What a dead, stopped or misbehaving engine raises (httpcore has no common base for them).
-ENGINE_FAILURES = (httpcore.NetworkError, httpcore.TimeoutException, httpcore.ProtocolError)
 
 
 class Message(serializers.Serializer):
@@ -122,17 +119,13 @@ async def deployment_for_model(model: str) -> Deployment | None:
     return await _cached("model", model, lambda: _find_running(model))
 
 
-def _engine_request(deployment: Deployment, path: str, body: dict) -> tuple[httpcore.AsyncConnectionPool, dict]:
-    """The engine's connection pool and the arguments of a JSON POST to it. One pool per engine, so
-    connections are reused and one slow engine holds up no other. httpcore itself, under httpx: the
-    proxy needs none of httpx's client features (cookies, redirects, auth), which cost a fifth of each
-    proxied request."""
-    base = f"http://{deployment.host}:{deployment.port}"
-    pool = _pools.get(base)
+async def _post(deployment: Deployment, path: str, body: dict) -> EngineResponse:
+    """POST `body` as JSON to the deployment's engine, through the engine's own pool of connections
+    (reused between requests; one slow engine holds up no other)."""
+    pool = _pools.get((deployment.host, deployment.port))
     if pool is None:
-        pool = _pools[base] = httpcore.AsyncConnectionPool(max_connections=64, max_keepalive_connections=32)
-    return pool, {"method": "POST", "url": base + path, "headers": JSON_HEADERS,
-                  "content": json.dumps(body).encode(), "extensions": {"timeout": ENGINE_TIMEOUTS}}
+        pool = _pools[(deployment.host, deployment.port)] = EnginePool(deployment.host, deployment.port)
+    return await pool.post(path, json.dumps(body).encode(), JSON_HEADERS)
 
 
 def engine_model(deployment: Deployment) -> str:
@@ -148,21 +141,23 @@ async def forward(deployment: Deployment, path: str, payload: dict) -> dict:
     """A non-streaming request; the answer names our model id, whatever the engine called it."""
     body = {**payload, "model": engine_model(deployment), "stream": False}
     try:
-        pool, request = _engine_request(deployment, path, body)
-        response = await pool.request(**request)
-    except ENGINE_FAILURES as exc:
-        if isinstance(exc, httpcore.ConnectError):
+        response = await _post(deployment, path, body)
+        try:
+            content = await response.read()
+        finally:
+            response.close()
+    except EngineUnavailable as exc:
+        if isinstance(exc, EngineRefused):
             # Maybe stopped since the route was cached: the current status decides what to say.
             _routes.pop(("id", deployment.id), None)
             await running_deployment(deployment.id)
         await count(deployment, error=True)
-        raise ApiError("ENGINE_ERROR", f"The engine did not answer: {type(exc).__name__}: {exc}", 502) from None
+        raise ApiError("ENGINE_ERROR", f"The engine did not answer: {exc}", 502) from None
     if response.status >= 400:
         await count(deployment, error=True)
-        raise ApiError("ENGINE_ERROR", f"The engine answered {response.status}: {_engine_message(response.content)}",
-                       502)
+        raise ApiError("ENGINE_ERROR", f"The engine answered {response.status}: {_engine_message(content)}", 502)
     try:
-        data = json.loads(response.content)
+        data = json.loads(content)
     except ValueError:
         await count(deployment, error=True)
         raise ApiError("ENGINE_ERROR", "The engine answered something that is not JSON", 502) from None
@@ -187,22 +182,24 @@ async def stream(deployment: Deployment, path: str, payload: dict) -> AsyncItera
     body = {**payload, "model": engine_model(deployment), "stream": True}
     usage: dict = {}
     failed = False
-    pool, request = _engine_request(deployment, path, body)
     try:
-        async with pool.stream(**request) as response:
+        response = await _post(deployment, path, body)
+        try:
             if response.status >= 400:
                 failed = True
-                message = _engine_message(await response.aread())
+                message = _engine_message(await response.read())
                 yield _error_event(f"The engine answered {response.status}: {message}")
                 yield b"data: [DONE]\n\n"
                 return
-            async for chunk in response.aiter_stream():
+            async for chunk in response.chunks():
                 if b'"usage"' in chunk:
                     usage = _last_usage(chunk) or usage
                 yield chunk
-    except ENGINE_FAILURES as exc:
+        finally:
+            response.close()
+    except EngineUnavailable as exc:
         failed = True
-        yield _error_event(f"The engine stopped answering: {type(exc).__name__}: {exc}")
+        yield _error_event(f"The engine stopped answering: {exc}")
         yield b"data: [DONE]\n\n"
     finally:
         await count(deployment, error=failed, prompt=usage.get("prompt_tokens", 0),

@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -124,6 +125,17 @@ def test_two_deployments_answer_concurrently(inf_service):
     for thread in threads:
         thread.join(120)
     assert len(results) == 12 and all(status == 200 for _, status in results)
+
+
+def test_requests_after_the_engine_closed_idle_connections(api, inf_service):
+    # llama.cpp's server (uvicorn) closes a kept-alive connection after 5 idle seconds; the proxy must not
+    # answer the next caller with a 502 on a connection the engine has closed.
+    tiny = inf_service.ids["tiny-a"]
+    for _ in range(2):
+        assert assert_success(api.post(f"/api/chat/{tiny}", json=HELLO))["object"] == "chat.completion"
+        time.sleep(5.5)
+    with api.stream("POST", f"/api/chat/{tiny}", json={**HELLO, "stream": True}) as response:
+        assert sse_events(response)[-1] == "[DONE]"
 
 
 def test_a_client_leaving_mid_stream_leaves_the_engine_serving(api, inf_service):
