@@ -3,7 +3,8 @@
 One tiny GGUF deployment on llama.cpp; in one run:
 - non-streaming chat (1 token): latency p50/p95 of each path, and what the proxy adds;
 - streaming chat: time to the first chunk, direct and through the proxy;
-- throughput with 16 concurrent clients, as a ratio to direct.
+- throughput with 16 concurrent clients, as a ratio to direct, and the CPU each process spent per request
+  (engine, LLM Manager's web server, the benchmark's clients): on two shared cores they bound each other.
 Targets: added p50 < 3 ms (LiteLLM publishes about 3 ms); throughput ≥ 0.9× direct.
 
     .venv/bin/python bench/bench_proxy.py [--requests 300]
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 from engine_setup import TINY_REPO, start, wait
 
 MESSAGES = [{"role": "user", "content": "Hello!"}]
@@ -51,7 +53,13 @@ def first_chunk(client: httpx.Client, url: str, body: dict, count: int) -> list[
     return result
 
 
-def throughput(base: str, url: str, body: dict, clients: int, per_client: int) -> float:
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    return sum(sum(process.cpu_times()[:2]) for process in processes)
+
+
+def throughput(base: str, url: str, body: dict, clients: int, per_client: int,
+               processes: dict[str, list[psutil.Process]]) -> tuple[float, dict[str, float]]:
+    """(requests a second, CPU milliseconds per request of each named group of processes)."""
     done = []
 
     def run():
@@ -61,12 +69,14 @@ def throughput(base: str, url: str, body: dict, clients: int, per_client: int) -
                 done.append(1)
 
     threads = [threading.Thread(target=run) for _ in range(clients)]
+    cpu_before = {name: cpu_seconds(group) for name, group in processes.items()}
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return len(done) / (time.perf_counter() - started)
+    rate = len(done) / (time.perf_counter() - started)
+    return rate, {name: (cpu_seconds(group) - cpu_before[name]) * 1000 / len(done) for name, group in processes.items()}
 
 
 def main() -> None:
@@ -95,8 +105,13 @@ def main() -> None:
                         latencies(session, path, payload, 20)  # warm up
                         results[name] = (latencies(session, path, payload, args.requests),
                                          first_chunk(session, path, {**payload, "max_tokens": 4}, 50))
-                rates = {name: throughput(base, path, payload, 16, max(1, args.requests // 16))
+                engine_process = psutil.Process(client.get(url).json()["data"]["pid"])
+                web = [child for child in psutil.Process(service.process.pid).children() if "daphne" in child.cmdline()]
+                processes = {"engine": [engine_process, *engine_process.children(recursive=True)], "web": web,
+                             "clients": [psutil.Process()]}
+                loads = {name: throughput(base, path, payload, 16, max(1, args.requests // 16), processes)
                          for name, (base, path, payload) in paths.items()}
+                rates = {name: rate for name, (rate, _) in loads.items()}
                 client.delete(url)
         finally:
             service.stop()
@@ -108,6 +123,10 @@ def main() -> None:
               f"{percentile(lat, .5) - percentile(direct_lat, .5):>11.2f}{statistics.median(first):>11.2f}"
               f"{rates[name]:>11.1f}{rates[name] / rates['direct']:>8.2f}")
     print("targets: added p50 < 3 ms; throughput ratio >= 0.9")
+    print(f"\nCPU ms per request at 16 clients ({psutil.cpu_count()} cores)")
+    print(f"{'path':<24}" + "".join(f"{name:>10}" for name in processes) + f"{'total':>10}")
+    for name, (_, cpu) in loads.items():
+        print(f"{name:<24}" + "".join(f"{value:>10.2f}" for value in cpu.values()) + f"{sum(cpu.values()):>10.2f}")
 
 
 if __name__ == "__main__":
