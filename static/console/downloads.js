@@ -14,6 +14,7 @@
   }
 
   const unlisted = new Set();
+  const UNFINISHED = ["pending", "downloading", "paused"];
 
   // A task this page does not list: started elsewhere, or of another page or filter.
   function notice(task) {
@@ -43,6 +44,18 @@
     if (task.error) set("status", task.id, `${task.status}: ${task.error}`);
   }
 
+  // A listed task shown as unfinished but missing from the snapshot finished between the page's render
+  // and this connection (the snapshot holds unfinished tasks only): ask the API where it ended.
+  function settleFinished(inSnapshot) {
+    for (const status of document.querySelectorAll("[data-status-for]")) {
+      const id = status.dataset.statusFor;
+      if (inSnapshot.has(id) || !UNFINISHED.includes(status.textContent.trim())) continue;
+      fetch(`/api/downloads/${encodeURIComponent(id)}`, { credentials: "same-origin" })
+        .then((response) => (response.ok ? response.json() : null))
+        .then((body) => body && apply(body.data));
+    }
+  }
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}/ws/downloads`);
@@ -53,8 +66,10 @@
     });
     socket.addEventListener("message", (event) => {
       const message = JSON.parse(event.data);
-      if (message.type === "snapshot") message.tasks.forEach(apply);
-      else apply(message.task);
+      if (message.type === "snapshot") {
+        message.tasks.forEach(apply);
+        settleFinished(new Set(message.tasks.map((task) => task.id)));
+      } else apply(message.task);
     });
     socket.addEventListener("close", () => {
       live.dataset.connected = "false";
