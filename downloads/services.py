@@ -55,6 +55,7 @@ def transfer_settings() -> TransferSettings:
         part_threshold=settings.DOWNLOAD_PART_THRESHOLD_MB * 1024 * 1024,
         stall_seconds=settings.DOWNLOAD_STALL_SECONDS,
         backoff_seconds=settings.DOWNLOAD_RETRY_BACKOFF_SECONDS,
+        receive_buffer_bytes=settings.DOWNLOAD_RECEIVE_BUFFER_KB * 1024,
     )
 
 
@@ -322,7 +323,9 @@ class _Progress:
         if current is not None and transfer is not None:
             current.parts = [list(part) for part in transfer.parts]
             current.downloaded_bytes = sum(part[2] for part in transfer.parts)
-            current.save(update_fields=["parts", "downloaded_bytes", "status"])
+            # An update, not a save: the row is gone if the task was deleted meanwhile (then it stops below).
+            DownloadFile.objects.filter(id=current.id).update(
+                parts=current.parts, downloaded_bytes=current.downloaded_bytes, status=current.status)
         done = self.done_bytes(current)
         self.samples.append((now, done))
         first_time, first_done = self.samples[0]

@@ -7,26 +7,38 @@ grows steadily and a hasher follows it: the digest is ready moments after the la
 
 Progress survives a kill: every few MiB the parts' offsets go to a checkpoint file beside
 the partial file (the database gets them too, twice a second, from the caller's `tick`).
+
+The bytes move through `http.client` into one reused buffer per connection, read in pieces
+that grow to 1 MiB while the data comes fast: at loopback speeds httpx's 64 KiB reads and
+fresh buffers cost more CPU than the transfer itself (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import os
 import queue
+import socket
 import threading
+import time
+import urllib.request
+from base64 import b64encode
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
 logger = logging.getLogger(__name__)
 
-READ_BYTES = 8 * 1024 * 1024
+READ_BYTES = 8 * 1024 * 1024  # what the hasher reads at once
+# A read asks for at most what arrived in about READ_SECONDS at the current speed (between these
+# bounds), so a slow link still shows progress and a fast one is read in few large pieces.
+MIN_READ_BYTES, MAX_READ_BYTES, READ_SECONDS = 64 * 1024, 1024 * 1024, 0.1
 MAX_REDIRECTS = 5
 PART_BYTES = 16 * 1024 * 1024  # the largest part of a split file
 CHECKPOINT_EVERY_BYTES = 2 * 1024 * 1024
@@ -55,6 +67,10 @@ class TransferSettings:
     stall_seconds: float = 30.0
     max_attempts: int = 5
     backoff_seconds: float = 1.0
+    # Each connection's socket receive buffer (0: the kernel's autotuning, up to tens of MiB). What sits
+    # there when the worker dies is lost and fetched again; a window this size still carries
+    # ~40 MB/s per connection at 50 ms round trips.
+    receive_buffer_bytes: int = 1024 * 1024
 
 
 def split_into_parts(size: int, connections: int, threshold: int) -> list[list[int]]:
@@ -120,11 +136,7 @@ class FileTransfer:
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
         self._unsaved = 0
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(settings.stall_seconds, connect=10.0),
-            limits=httpx.Limits(max_connections=settings.part_count + 2),
-            headers={"Accept-Encoding": "identity", "User-Agent": "llm-manager"},
-        )
+        self._connections: set[http.client.HTTPConnection] = set()  # of all workers, to cut on a stop
 
     def run(self, tick: Callable[[], None], tick_seconds: float = 0.5) -> str:
         """Fetch every unfinished part; call `tick` about every `tick_seconds`. Returns the file's digest."""
@@ -141,22 +153,30 @@ class FileTransfer:
                        for _ in range(min(self.settings.part_count, todo.qsize()))]
             hashed: list[str] = []
             hasher = threading.Thread(target=self._hash, args=(fd, hashed), daemon=True)
-            for thread in [*workers, hasher]:
-                thread.start()
-            while alive := [thread for thread in [*workers, hasher] if thread.is_alive()]:
-                alive[0].join(tick_seconds)
-                tick()
-                if self._errors:
+            threads = [*workers, hasher]
+            try:
+                for thread in threads:
+                    thread.start()
+                while alive := [thread for thread in threads if thread.is_alive()]:
+                    alive[0].join(tick_seconds)
+                    tick()
+                    if self._errors:
+                        self.stop.set()
+                    if self.stop.is_set():
+                        break
+            finally:
+                # Whatever ended the loop (a stop, an error, `tick` raising), no thread may outlive the file
+                # descriptor: its number could be handed to another file.
+                if any(thread.is_alive() for thread in threads):
                     self.stop.set()
-                if self.stop.is_set():
-                    self._client.close()  # unblocks reads waiting on a silent server
-                    for thread in alive:
-                        thread.join()
-            self._checkpoint()
+                    self._cut_connections()  # unblocks reads waiting on a silent server
+                    for thread in threads:
+                        if thread.ident is not None:
+                            thread.join()
+                self._checkpoint(fd)
             tick()
         finally:
             os.close(fd)
-            self._client.close()
         if self._errors:
             raise self._errors[0]
         if self.stop.is_set() or not hashed:
@@ -165,23 +185,28 @@ class FileTransfer:
 
     # --- workers ---
     def _work(self, fd: int, todo: queue.Queue) -> None:
+        connections = _Connections(self.settings, self._connections, self._lock)
+        buffer = memoryview(bytearray(MAX_READ_BYTES))
         try:
             while not self.stop.is_set():
                 try:
                     part = todo.get_nowait()
                 except queue.Empty:
                     return
-                self._run_part(fd, part)
+                self._run_part(fd, part, connections, buffer)
         except BaseException as exc:  # reported to run(), which stops the others
             self._errors.append(exc)
+        finally:
+            connections.close()
 
-    def _run_part(self, fd: int, part: list[int]) -> None:
+    def _run_part(self, fd: int, part: list[int], connections: _Connections, buffer: memoryview) -> None:
         attempt = 0
         while part[2] < part[1] - part[0] + 1 and not self.stop.is_set():
             before = part[2]
             try:
-                self._fetch_range(fd, part)
-            except (httpx.HTTPError, _Retryable, OSError) as exc:
+                self._fetch_range(fd, part, connections, buffer)
+            except (http.client.HTTPException, _Retryable, OSError) as exc:
+                connections.close()
                 if self.stop.is_set():
                     return
                 attempt = 0 if part[2] > before else attempt + 1
@@ -190,63 +215,87 @@ class FileTransfer:
                 logger.warning("part at %s of %s: %s; retrying", part[0], self.url, exc)
                 self.stop.wait(self.settings.backoff_seconds * 2 ** (attempt - 1))
 
-    def _fetch_range(self, fd: int, part: list[int]) -> None:
+    def _fetch_range(self, fd: int, part: list[int], connections: _Connections, buffer: memoryview) -> None:
         start, end = part[0] + part[2], part[1]
-        url, headers = self.url, {"Range": f"bytes={start}-{end}"}
+        url, headers = self.url, {"Range": f"bytes={start}-{end}", **REQUEST_HEADERS}
         for _ in range(MAX_REDIRECTS + 1):
             if self.auth_header and _origin(url) == self.auth_origin:
                 headers["Authorization"] = self.auth_header
             else:
                 headers.pop("Authorization", None)  # never send the token to another host
-            with self._client.stream("GET", url, headers=headers) as response:
-                if response.is_redirect:
-                    url = urljoin(url, response.headers["Location"])
-                    continue
-                _check_status(response)
-                skip = start if response.status_code == 200 else 0  # no Range support: start over
-                offset = start
-                for chunk in response.iter_raw():  # as it arrives: nothing buffered to lose on a stop
-                    if self.stop.is_set():
-                        return
-                    if skip:
-                        dropped = min(skip, len(chunk))
-                        chunk, skip = chunk[dropped:], skip - dropped
-                    chunk = chunk[: end + 1 - offset]
-                    if not chunk:
-                        continue
-                    os.pwrite(fd, chunk, offset)
-                    offset += len(chunk)
-                    part[2] += len(chunk)
-                    self._count(len(chunk))
-                    if offset > end:
-                        return
-                if offset <= end:
-                    raise _Retryable(f"connection closed at byte {offset} of {end + 1}")
-                return
+            response = connections.get(url, headers)
+            if response.status in (301, 302, 303, 307, 308):
+                response.read()
+                url = urljoin(url, response.getheader("Location", ""))
+                continue
+            _check_status(response)
+            self._read_body(fd, part, response, buffer, skip=start if response.status == 200 else 0)
+            if not response.isclosed():
+                connections.close()  # bytes we do not want (a server that ignored the Range), or a stop
+            return
         raise _Retryable(f"too many redirects from {self.url}")
 
-    def _count(self, written: int) -> None:
+    def _read_body(self, fd: int, part: list[int], response: http.client.HTTPResponse, buffer: memoryview,
+                   skip: int) -> None:
+        """Write the response's bytes at the part's offset as they arrive (a server that ignored the Range
+        sends the file from its start: the first `skip` bytes are dropped)."""
+        end, offset = part[1], part[0] + part[2]
+        size = MIN_READ_BYTES
+        while offset <= end:
+            if self.stop.is_set():
+                return
+            started = time.monotonic()
+            count = response.readinto(buffer[: min(size, skip or end + 1 - offset)])
+            if not count:
+                raise _Retryable(f"connection closed at byte {offset} of {end + 1}")
+            # Ask for more while a read fills quickly, for less when it waits on the network.
+            elapsed = time.monotonic() - started
+            size = min(size * 2, MAX_READ_BYTES) if elapsed < READ_SECONDS / 2 else \
+                max(size // 2, MIN_READ_BYTES) if elapsed > READ_SECONDS else size
+            if skip:
+                skip -= count
+                continue
+            os.pwrite(fd, buffer[:count], offset)
+            offset += count
+            part[2] += count
+            self._count(fd, count)
+
+    def _count(self, fd: int, written: int) -> None:
         with self._lock:
             self._unsaved += written
             due = self._unsaved >= CHECKPOINT_EVERY_BYTES
             if due:
                 self._unsaved = 0
         if due:
-            self._checkpoint()
+            self._checkpoint(fd)
 
-    def _checkpoint(self) -> None:
-        """Write the parts' offsets (only bytes already written) beside the partial file, atomically."""
+    def _checkpoint(self, fd: int) -> None:
+        """Write the parts' offsets (only bytes already written) beside the partial file, atomically.
+        Offsets only grow, so a snapshot replaced by an older one from another thread is still true.
+        Nothing is written once the partial file is gone (a cancel removed it)."""
+        if not os.fstat(fd).st_nlink:
+            return
         path = checkpoint_path(self.partial)
         with self._lock:
             snapshot = json.dumps([list(part) for part in self.parts])
-            temporary = path.with_name(f"{path.name}.{threading.get_ident()}")
-            temporary.write_text(snapshot)
-            os.replace(temporary, path)
+        temporary = path.with_name(f"{path.name}.{threading.get_ident()}")
+        temporary.write_text(snapshot)
+        os.replace(temporary, path)
+
+    def _cut_connections(self) -> None:
+        with self._lock:
+            for connection in self._connections:
+                if connection.sock is not None:
+                    try:
+                        socket.socket.shutdown(connection.sock, socket.SHUT_RDWR)
+                    except OSError:
+                        pass
 
     # --- the hasher, following the written prefix ---
     def _hash(self, fd: int, result: list[str]) -> None:
         digest = _new_digest(self.algorithm, self.size)
         hashed = 0
+        buffer = memoryview(bytearray(READ_BYTES))
         try:
             while hashed < self.size and not self.stop.is_set():
                 prefix = 0
@@ -259,22 +308,22 @@ class FileTransfer:
                     self.stop.wait(0.005)
                     continue
                 while hashed < prefix:
-                    chunk = os.pread(fd, min(READ_BYTES, prefix - hashed), hashed)
-                    if not chunk:
+                    count = os.preadv(fd, [buffer[: min(READ_BYTES, prefix - hashed)]], hashed)
+                    if not count:
                         raise OSError(f"{self.partial} is shorter than expected")
-                    digest.update(chunk)
-                    hashed += len(chunk)
+                    digest.update(buffer[:count])
+                    hashed += count
             if hashed >= self.size:
                 result.append(digest.hexdigest())
         except BaseException as exc:
             self._errors.append(exc)
 
 
-def _check_status(response: httpx.Response) -> None:
-    status = response.status_code
+def _check_status(response: http.client.HTTPResponse) -> None:
+    status = response.status
     if status in (200, 206):
         return
-    error_code = response.headers.get("X-Error-Code", "")
+    error_code = response.getheader("X-Error-Code", "")
     if status in (401, 403) or error_code == "GatedRepo":
         raise TransferFailed("GATED_MODEL", f"access refused ({status} {error_code}): a token with access is needed")
     if status == 404:
@@ -282,6 +331,88 @@ def _check_status(response: httpx.Response) -> None:
     if status == 416:
         raise TransferFailed("SOURCE_UNAVAILABLE", "the source refused the byte range")
     raise _Retryable(f"HTTP {status}")
+
+
+REQUEST_HEADERS = {"Accept-Encoding": "identity", "User-Agent": "llm-manager"}
+
+
+class _Connections:
+    """One worker's keep-alive connections, one per origin, through the proxy the environment names
+    (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY, as httpx and huggingface_hub read them); TLS is checked
+    against the CA bundle httpx uses (certifi, or SSL_CERT_FILE / SSL_CERT_DIR)."""
+
+    def __init__(self, settings: TransferSettings, registry: set, lock: threading.Lock):
+        self.timeout, self.receive_buffer = settings.stall_seconds, settings.receive_buffer_bytes
+        self.registry, self.lock = registry, lock
+        # origin → (connection, whether requests name the whole URL (a plain-HTTP proxy), headers for the proxy)
+        self.open: dict[str, tuple[http.client.HTTPConnection, bool, dict]] = {}
+
+    def get(self, url: str, headers: dict) -> http.client.HTTPResponse:
+        """Send a GET for `url` and return the response, its body not yet read."""
+        parts = urlsplit(url)
+        origin = _origin(url)
+        if origin not in self.open:
+            self.open[origin] = self._connect(parts)
+            if self.receive_buffer:
+                self.open[origin][0]._create_connection = self._open_socket
+            with self.lock:
+                self.registry.add(self.open[origin][0])
+        connection, whole_url, proxy_headers = self.open[origin]
+        target = url if whole_url else (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        reused = connection.sock is not None
+        try:
+            connection.request("GET", target, headers={**headers, **proxy_headers})
+            return connection.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            if not reused:
+                raise
+        # The server closed the kept-alive connection while it was idle: a GET can be sent again at once.
+        connection.close()
+        connection.request("GET", target, headers={**headers, **proxy_headers})
+        return connection.getresponse()
+
+    def _connect(self, parts) -> tuple[http.client.HTTPConnection, bool, dict]:
+        host, port, https = parts.hostname or "", parts.port, parts.scheme == "https"
+        proxies = urllib.request.getproxies()
+        proxy = proxies.get(parts.scheme) or proxies.get("all")
+        if not proxy or urllib.request.proxy_bypass(host):
+            if https:
+                return http.client.HTTPSConnection(host, port, timeout=self.timeout,
+                                                   context=httpx.create_ssl_context()), False, {}
+            return http.client.HTTPConnection(host, port, timeout=self.timeout), False, {}
+        via = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        auth = {}
+        if via.username:
+            credentials = f"{unquote(via.username)}:{unquote(via.password or '')}".encode()
+            auth = {"Proxy-Authorization": f"Basic {b64encode(credentials).decode()}"}
+        if https:  # a CONNECT tunnel through the proxy, TLS inside it
+            connection = http.client.HTTPSConnection(via.hostname, via.port or 8080, timeout=self.timeout,
+                                                     context=httpx.create_ssl_context())
+            connection.set_tunnel(host, port or 443, headers=auth)
+            return connection, False, {}
+        return http.client.HTTPConnection(via.hostname, via.port or 8080, timeout=self.timeout), True, auth
+
+    def _open_socket(self, address: tuple[str, int], timeout: float, source_address=None) -> socket.socket:
+        """socket.create_connection, with the receive buffer set before the handshake fixes the window scale."""
+        error: OSError | None = None
+        for family, kind, protocol, _, sockaddr in socket.getaddrinfo(*address, type=socket.SOCK_STREAM):
+            sock = socket.socket(family, kind, protocol)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+                sock.settimeout(timeout)
+                sock.connect(sockaddr)
+                return sock
+            except OSError as exc:
+                sock.close()
+                error = exc
+        raise error or OSError(f"cannot resolve {address[0]}")
+
+    def close(self) -> None:
+        with self.lock:
+            for connection, _, _ in self.open.values():
+                self.registry.discard(connection)
+                connection.close()
+        self.open.clear()
 
 
 def _origin(url: str) -> str:

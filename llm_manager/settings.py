@@ -269,6 +269,9 @@ DOWNLOAD_PARTS = _env_int("LLM_MANAGER_DOWNLOAD_PARTS", 4)
 DOWNLOAD_PART_THRESHOLD_MB = _env_int("LLM_MANAGER_DOWNLOAD_PART_THRESHOLD_MB", 64)
 DOWNLOAD_STALL_SECONDS = _env_float("LLM_MANAGER_DOWNLOAD_STALL_SECONDS", 30.0)
 DOWNLOAD_RETRY_BACKOFF_SECONDS = _env_float("LLM_MANAGER_DOWNLOAD_BACKOFF_SECONDS", 1.0)
+# Bytes a connection may have received but not yet handed to the downloader: lost (fetched again) when a
+# worker dies. 0 leaves the size to the kernel (best on very long, fast links).
+DOWNLOAD_RECEIVE_BUFFER_KB = _env_int("LLM_MANAGER_DOWNLOAD_RECEIVE_BUFFER_KB", 1024)
 # A downloading task whose worker shows no sign of life for this long is queued again.
 DOWNLOAD_STALE_SECONDS = _env_float("LLM_MANAGER_DOWNLOAD_STALE_SECONDS", 15.0)
 # Free space that must remain after a download, beyond its own size.

@@ -139,6 +139,19 @@ def test_cancel_removes_partial_bytes(dl, dl_service, throttled):
     assert_error(dl.get(f"/api/downloads/{task['id']}"), 404, "TASK_NOT_FOUND")
 
 
+def test_deleting_a_running_download_stops_it_and_leaves_nothing(dl, dl_service, throttled):
+    fresh(dl, "test-org/big-model")
+    task = assert_success(start(dl, "test-org/big-model"))["task"]
+    wait_for(lambda: task_of(dl, task["id"])["downloaded_bytes"] > 1024 * 1024, 30, what="1 MiB downloaded")
+    assert assert_success(dl.delete(f"/api/downloads/{task['id']}", params={"delete_files": "true"}))["id"] == task["id"]
+    time.sleep(1.0)  # the worker notices within a second
+    sent = throttled.bytes_sent[BIG_SHA256]
+    time.sleep(1.0)
+    assert throttled.bytes_sent[BIG_SHA256] == sent  # no connection still fetching
+    assert not list((dl_service.data_dir / "models/huggingface/hub").rglob("*big-model*/blobs/*"))
+    assert "Traceback" not in dl_service.log()
+
+
 def test_sigkill_of_the_worker_mid_file_resumes_and_verifies(dl, dl_service, throttled):
     fresh(dl, "test-org/big-model")
     task = assert_success(start(dl, "test-org/big-model"))["task"]
@@ -209,6 +222,24 @@ def test_bad_starts(dl, dl_service):
     assert_error(dl.put("/api/downloads/task_nope/pause"), 404, "TASK_NOT_FOUND")
     assert_error(dl.delete("/api/downloads/task_nope"), 404, "TASK_NOT_FOUND")
     assert_error(dl.get("/api/downloads/list", params={"status": "sleeping"}), 400, "VALIDATION_ERROR")
+
+
+def test_downloads_go_through_the_proxy_the_environment_names(start_service):
+    from tests.fakes.forward_proxy import ForwardProxy
+
+    proxy = ForwardProxy().start()
+    try:
+        service = start_service({"HTTP_PROXY": proxy.url, "NO_PROXY": ""})
+        with service.client() as client:
+            task = assert_success(start(client, "microsoft/DialoGPT-medium"))["task"]
+            assert wait_status(client, task["id"], {"completed", "failed"})["status"] == "completed"
+            blob = next(service.data_dir.rglob(f"blobs/{DIALOGPT_SHA256}"))
+            assert hashlib.sha256(blob.read_bytes()).hexdigest() == DIALOGPT_SHA256
+        # The file's bytes came through the proxy, from the storage host the hub redirected to.
+        ranged = [r for r in proxy.requests if DIALOGPT_SHA256 in r["url"] and "range" in r["headers"]]
+        assert ranged and all(r["url"].startswith("http://localhost:") for r in ranged)
+    finally:
+        proxy.stop()
 
 
 def test_insufficient_storage_creates_nothing(start_service):
