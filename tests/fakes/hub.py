@@ -15,9 +15,13 @@ stall or corrupt bytes so tests can watch the product cope. The product never im
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import re
+import socket
+import struct
+import termios
 import threading
 import time
 from dataclasses import dataclass, field
@@ -115,7 +119,10 @@ class FakeHub:
         self.token: str | None = None  # the token that may read gated repos
         self.delay_seconds = 0.0  # added to every API answer
         self.corrupt_times: dict[str, int] = {}  # sha256 of an LFS blob → how many more times to corrupt it
-        self.bytes_sent: dict[str, int] = {}  # sha256 of an LFS blob → body bytes sent for it
+        self.bytes_sent: dict[str, int] = {}  # sha256 of an LFS blob → body bytes handed to the kernel for it
+        # sha256 of an LFS blob → bytes of it counted in bytes_sent that never reached the client: still in this
+        # server's socket send queue when the client vanished (the kernel's count of acknowledged bytes tells)
+        self.undelivered: dict[str, int] = {}
         self.bytes_per_second: float | None = None  # throttle for file bodies
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -158,6 +165,12 @@ class FakeHub:
         return [r for r in self.requests if re.search(pattern, r["path"])]
 
 
+def _bytes_acked(sock: socket.socket) -> int:
+    """Bytes the peer's kernel acknowledged on this TCP connection (Linux tcp_info.tcpi_bytes_acked; still
+    readable after a reset)."""
+    return struct.unpack_from("Q", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256), 120)[0]
+
+
 def _iso_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
@@ -165,6 +178,16 @@ def _iso_now() -> str:
 class HubHandler(BaseHTTPRequestHandler):
     hub: FakeHub
     protocol_version = "HTTP/1.1"
+    _body_blob = ""  # the last file body sent on this connection, its start and its bytes handed to the kernel
+    _body_start = _body_handed = 0
+
+    def finish(self):
+        if self._body_blob:
+            undelivered = self._body_start + self._body_handed - _bytes_acked(self.connection)
+            if undelivered > 0:
+                with self.hub.lock:
+                    self.hub.undelivered[self._body_blob] = self.hub.undelivered.get(self._body_blob, 0) + undelivered
+        super().finish()
 
     def log_message(self, format, *args):  # keep test output quiet
         pass
@@ -350,12 +373,21 @@ class HubHandler(BaseHTTPRequestHandler):
             return
         rate = self.hub.bytes_per_second
         chunk = 1024 * 1024 if not rate else max(1024, int(rate / 20))
+        if count_as:
+            # Everything handed to the kernel on this connection so far (acknowledged + still queued).
+            self._body_start = _bytes_acked(self.connection) + struct.unpack(
+                "i", fcntl.ioctl(self.connection.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+            self._body_blob, self._body_handed = count_as, 0
         try:
             for offset in range(0, len(body), chunk):
-                self.wfile.write(body[offset : offset + chunk])
-                if count_as:
-                    with self.hub.lock:
-                        self.hub.bytes_sent[count_as] = self.hub.bytes_sent.get(count_as, 0) + len(body[offset : offset + chunk])
+                piece = body[offset : offset + chunk]
+                while piece:
+                    sent = self.connection.send(piece)
+                    piece = piece[sent:]
+                    if count_as:
+                        self._body_handed += sent
+                        with self.hub.lock:
+                            self.hub.bytes_sent[count_as] = self.hub.bytes_sent.get(count_as, 0) + sent
                 if rate:
                     time.sleep(chunk / rate)
         except (BrokenPipeError, ConnectionResetError):
