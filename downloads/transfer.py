@@ -15,6 +15,7 @@ fresh buffers cost more CPU than the transfer itself (see docs/benchmarks.md).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import json
@@ -22,6 +23,7 @@ import logging
 import os
 import queue
 import socket
+import ssl
 import threading
 import time
 import urllib.request
@@ -378,7 +380,7 @@ class _Connections:
         if not proxy or urllib.request.proxy_bypass(host):
             if https:
                 return http.client.HTTPSConnection(host, port, timeout=self.timeout,
-                                                   context=httpx.create_ssl_context()), False, {}
+                                                   context=_tls_context()), False, {}
             return http.client.HTTPConnection(host, port, timeout=self.timeout), False, {}
         via = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
         auth = {}
@@ -387,7 +389,7 @@ class _Connections:
             auth = {"Proxy-Authorization": f"Basic {b64encode(credentials).decode()}"}
         if https:  # a CONNECT tunnel through the proxy, TLS inside it
             connection = http.client.HTTPSConnection(via.hostname, via.port or 8080, timeout=self.timeout,
-                                                     context=httpx.create_ssl_context())
+                                                     context=_tls_context())
             connection.set_tunnel(host, port or 443, headers=auth)
             return connection, False, {}
         return http.client.HTTPConnection(via.hostname, via.port or 8080, timeout=self.timeout), True, auth
@@ -413,6 +415,12 @@ class _Connections:
                 self.registry.discard(connection)
                 connection.close()
         self.open.clear()
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One context for every connection (loading the CA bundle takes milliseconds); contexts are thread-safe."""
+    return httpx.create_ssl_context()
 
 
 def _origin(url: str) -> str:
