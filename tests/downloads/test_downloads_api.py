@@ -242,6 +242,33 @@ def test_downloads_go_through_the_proxy_the_environment_names(start_service):
         proxy.stop()
 
 
+def test_a_hub_over_https_is_verified_against_the_trusted_certificates(tmp_path, start_service):
+    from tests.fakes.hub import FakeHub
+    from tests.fakes.tls import self_signed
+
+    certificate, server_tls = self_signed(tmp_path / "tls")
+    hub = FakeHub().start(tls=server_tls)
+    weights = hashlib.sha256(b"weights").digest() * 100_000  # 3.2 MB: an LFS file, served from the storage host
+    hub.add_repo("test-org/over-tls", files={"model.safetensors": weights, "config.json": b"{}"})
+    try:
+        trusting = start_service({"HF_ENDPOINT": hub.url, "SSL_CERT_FILE": str(certificate)})
+        with trusting.client() as client:
+            task = assert_success(start(client, "test-org/over-tls"))["task"]
+            assert wait_status(client, task["id"], {"completed", "failed"})["status"] == "completed"
+        blob = next(trusting.data_dir.rglob(f"blobs/{hashlib.sha256(weights).hexdigest()}"))
+        assert blob.read_bytes() == weights
+        assert hub.requests_to("/__storage/")  # the bytes came over TLS from the storage host
+        # Without the certificate among the trusted ones, nothing is fetched from that hub.
+        refusing = start_service({"HF_ENDPOINT": hub.url, "LLM_MANAGER_DOWNLOAD_BACKOFF_SECONDS": "0.05"})
+        with refusing.client() as client:
+            task = assert_success(start(client, "test-org/over-tls"))["task"]
+            failed = wait_status(client, task["id"], {"completed", "failed"})
+        assert failed["status"] == "failed" and failed["error_code"] == "SOURCE_UNAVAILABLE"
+        assert "certificate" in failed["error"]
+    finally:
+        hub.stop()
+
+
 def test_insufficient_storage_creates_nothing(start_service):
     service = start_service({"LLM_MANAGER_DOWNLOAD_DISK_MARGIN_GB": "100000000"})
     with service.client() as client:

@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 import socket
+import ssl
 import struct
 import termios
 import threading
@@ -127,6 +128,7 @@ class FakeHub:
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.port: int | None = None
+        self.scheme = "http"
 
     # --- content ---
     def add_repo(self, repo_id: str, **kwargs) -> FakeRepo:
@@ -138,22 +140,24 @@ class FakeHub:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def storage_url(self) -> str:
         # Another host name for the same server: the product must not send the token there.
-        return f"http://localhost:{self.port}"
+        return f"{self.scheme}://localhost:{self.port}"
 
     # --- lifecycle ---
-    def start(self, port: int = 0) -> "FakeHub":
+    def start(self, port: int = 0, tls: ssl.SSLContext | None = None) -> "FakeHub":
+        """Serve on 127.0.0.1 (and `localhost`), over HTTPS when given a server TLS context."""
         hub = self
 
         class Handler(HubHandler):
             pass
 
         Handler.hub = hub
-        self._server = serve_in_thread(Handler, port)
+        self.scheme = "https" if tls else "http"
+        self._server = serve_in_thread(Handler, port, tls)
         self.port = self._server.server_address[1]
         return self
 
