@@ -354,24 +354,22 @@ class _Connections:
         parts = urlsplit(url)
         origin = _origin(url)
         if origin not in self.open:
-            self.open[origin] = self._connect(parts)
+            connection, _, _ = self.open[origin] = self._connect(parts)
             if self.receive_buffer:
-                self.open[origin][0]._create_connection = self._open_socket
+                connection._create_connection = self._open_socket
             with self.lock:
-                self.registry.add(self.open[origin][0])
+                self.registry.add(connection)
         connection, whole_url, proxy_headers = self.open[origin]
         target = url if whole_url else (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        reused = connection.sock is not None
-        try:
-            connection.request("GET", target, headers={**headers, **proxy_headers})
-            return connection.getresponse()
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-            if not reused:
-                raise
-        # The server closed the kept-alive connection while it was idle: a GET can be sent again at once.
-        connection.close()
-        connection.request("GET", target, headers={**headers, **proxy_headers})
-        return connection.getresponse()
+        # A kept-alive connection the server closed while it was idle fails at once: a GET is sent again.
+        for may_retry in (connection.sock is not None, False):
+            try:
+                connection.request("GET", target, headers={**headers, **proxy_headers})
+                return connection.getresponse()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                if not may_retry:
+                    raise
+                connection.close()
 
     def _connect(self, parts) -> tuple[http.client.HTTPConnection, bool, dict]:
         host, port, https = parts.hostname or "", parts.port, parts.scheme == "https"

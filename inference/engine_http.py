@@ -42,13 +42,12 @@ class _Connection:
 
 
 class EngineResponse:
-    """An engine's status and headers; read the body with `read()` or `chunks()`, then `close()`, which keeps
+    """An engine's status; read the body with `read()` or `chunks()`, then `close()`, which keeps
     the connection for the next request when the body was read to its end (else drops it: the engine sees
     the caller leave and stops generating)."""
 
     def __init__(self, pool: EnginePool, connection: _Connection, response: h11.Response):
         self.status: int = response.status_code
-        self.headers: list[tuple[bytes, bytes]] = list(response.headers)
         self._pool, self._connection, self._complete = pool, connection, False
 
     async def chunks(self) -> AsyncIterator[bytes]:

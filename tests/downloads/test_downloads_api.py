@@ -143,7 +143,8 @@ def test_deleting_a_running_download_stops_it_and_leaves_nothing(dl, dl_service,
     fresh(dl, "test-org/big-model")
     task = assert_success(start(dl, "test-org/big-model"))["task"]
     wait_for(lambda: task_of(dl, task["id"])["downloaded_bytes"] > 1024 * 1024, 30, what="1 MiB downloaded")
-    assert assert_success(dl.delete(f"/api/downloads/{task['id']}", params={"delete_files": "true"}))["id"] == task["id"]
+    deleted = assert_success(dl.delete(f"/api/downloads/{task['id']}", params={"delete_files": "true"}))
+    assert deleted["id"] == task["id"]
     time.sleep(1.0)  # the worker notices within a second
     sent = throttled.bytes_sent[BIG_SHA256]
     time.sleep(1.0)

@@ -122,7 +122,8 @@ class FakeHub:
         self.corrupt_times: dict[str, int] = {}  # sha256 of an LFS blob → how many more times to corrupt it
         self.bytes_sent: dict[str, int] = {}  # sha256 of an LFS blob → body bytes handed to the kernel for it
         # sha256 of an LFS blob → bytes of it counted in bytes_sent that never reached the client: still in this
-        # server's socket send queue when the client vanished (the kernel's count of acknowledged bytes tells)
+        # server's socket send queue when the client vanished (the kernel's count of acknowledged bytes tells;
+        # plain HTTP only: over TLS the kernel counts records, not body bytes)
         self.undelivered: dict[str, int] = {}
         self.bytes_per_second: float | None = None  # throttle for file bodies
         self.lock = threading.Lock()
