@@ -1,23 +1,23 @@
-"""Catalog in the console: the stored entries, and a search page over both sources with info,
-favorites and one-click downloads (the same services as /api/models/...)."""
+"""Catalog in the console: the stored entries, and a search page over every source with info and
+favorites (the same services as /api/models/...). Its download forms post to the downloads admin."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import path, reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from catalog import selectors, services
-from catalog.models import CatalogModel, Favorite, SyncJob
-from downloads import services as downloads
-from llm_manager.admin_actions import console_page, form_error_message
-from llm_manager.api import ApiError
+from catalog import serializers as shapes
+from catalog.models import CatalogModel, DownloadedModel, Favorite, SyncJob
+from catalog.sources import SOURCES
+from core.admin_actions import console_page, form_error_message, redirect_back
+from core.api import ApiError
 
-SOURCE_CHOICES = [("", "All sources")] + [(name, name) for name in services.SOURCES]
+SOURCE_CHOICES = [("", "All sources")] + [(name, adapter.label) for name, adapter in SOURCES.items()]
 
 
 class SearchForm(forms.Form):
@@ -37,14 +37,6 @@ class DownloadForm(forms.Form):
                               help_text="File patterns, separated by commas or spaces, e.g. *Q4_K_M.gguf")
 
 
-def _back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
-    """Back to the page the form was on, if it is one of ours."""
-    target = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        target = fallback
-    return HttpResponseRedirect(target or fallback)
-
-
 @admin.register(CatalogModel)
 class CatalogModelAdmin(admin.ModelAdmin):
     list_display = ("model_id", "source", "model_type", "parameters", "downloads", "likes", "last_synced_at")
@@ -57,7 +49,6 @@ class CatalogModelAdmin(admin.ModelAdmin):
             path("search/", self.admin_site.admin_view(self.search_view), name="catalog_catalogmodel_search"),
             path("model/", self.admin_site.admin_view(self.info_view), name="catalog_catalogmodel_info"),
             path("favorite/", self.admin_site.admin_view(self.favorite_view), name="catalog_catalogmodel_favorite"),
-            path("download/", self.admin_site.admin_view(self.download_view), name="catalog_catalogmodel_download"),
         ]
         return own + super().get_urls()
 
@@ -68,14 +59,15 @@ class CatalogModelAdmin(admin.ModelAdmin):
             messages.error(request, form_error_message(form))
         query, source = params.get("query", ""), params.get("source") or None
         sort, number = params.get("sort") or "downloads", params.get("page") or 1
-        page, failed = services.search(query, source, params.get("model_type") or None, sort,
-                                       params.get("favorite", False), number, 20)
+        page, failed = services.search(query=query, source=source, model_type=params.get("model_type") or None,
+                                       sort=sort, favorites_only=params.get("favorite", False), page=number,
+                                       page_size=20)
         if failed:
             messages.warning(request, services.offline_message(failed))
         data = page.as_data(lambda model: model)
         pagination = data["pagination"]
         return console_page(request, self.admin_site, "admin/catalog/search.html", "Search models",
-                            opts=self.model._meta, form=form, results=selectors.models_to_dicts(data["items"]),
+                            opts=self.model._meta, form=form, results=shapes.models_to_dicts(data["items"]),
                             pagination=pagination,
                             previous_url=self._page_url(request, number - 1) if pagination["has_prev"] else None,
                             next_url=self._page_url(request, number + 1) if pagination["has_next"] else None)
@@ -89,19 +81,21 @@ class CatalogModelAdmin(admin.ModelAdmin):
     def info_view(self, request: HttpRequest) -> HttpResponse:
         model_id, source = request.GET.get("model_id", ""), request.GET.get("source") or None
         try:
-            model, offline = services.model_info(model_id, services.validate_source(source))
+            model, offline = services.model_info(model_id=model_id, source=services.validate_source(source))
         except ApiError as exc:
             messages.error(request, exc.message)
             return redirect("admin:catalog_catalogmodel_search")
         if offline:
             messages.warning(request, services.offline_message([model.source]))
-        info = selectors.model_to_dict(model, selectors.favorite_keys([model]), selectors.downloaded_keys([model]),
-                                       full=True)
+        info = shapes.model_to_dict(model, selectors.favorite_keys([model]), selectors.downloaded_keys([model]),
+                                    full=True)
         is_gguf = any(file["path"].endswith(".gguf") for file in info["files"])
+        source = SOURCES[model.source]
         form = DownloadForm(initial={"model_id": model.model_id, "source": model.source,
-                                     "revision": "main" if model.source == "huggingface" else ""})
+                                     "revision": source.default_revision})
         return console_page(request, self.admin_site, "admin/catalog/model_info.html", info["name"],
-                            opts=self.model._meta, info=info, form=form, is_gguf=is_gguf, here=request.get_full_path())
+                            opts=self.model._meta, info=info, form=form, is_gguf=is_gguf, here=request.get_full_path(),
+                            selects_files=source.selects_files)
 
     @staticmethod
     @require_POST
@@ -109,32 +103,14 @@ class CatalogModelAdmin(admin.ModelAdmin):
         model_id, source = request.POST.get("model_id", ""), request.POST.get("source") or None
         try:
             if request.POST.get("favorite") == "remove":
-                services.remove_favorite(model_id, services.validate_source(source))
+                services.remove_favorite(model_id=model_id, source=services.validate_source(source))
                 messages.success(request, f"{model_id} removed from favorites")
             else:
-                services.add_favorite(model_id, services.validate_source(source))
+                services.add_favorite(model_id=model_id, source=services.validate_source(source))
                 messages.success(request, f"{model_id} is a favorite")
         except ApiError as exc:
             messages.error(request, exc.message)
-        return _back(request, reverse("admin:catalog_catalogmodel_search"))
-
-    @staticmethod
-    @require_POST
-    def download_view(request: HttpRequest) -> HttpResponse:
-        form = DownloadForm(request.POST)
-        if not form.is_valid():
-            messages.error(request, form_error_message(form))
-            return _back(request, reverse("admin:catalog_catalogmodel_search"))
-        data = form.cleaned_data
-        patterns = data["include"].replace(",", " ").split()
-        try:
-            task, created = downloads.start_download(data["model_id"], data["source"], data["revision"], patterns)
-        except ApiError as exc:
-            messages.error(request, exc.message)
-            return _back(request, reverse("admin:catalog_catalogmodel_search"))
-        verb = "started" if created else f"already exists ({task.status})"
-        messages.success(request, f"Download of {task.model_id} {verb}: task {task.id}")
-        return redirect("admin:downloads_downloadtask_changelist")
+        return redirect_back(request, reverse("admin:catalog_catalogmodel_search"))
 
 
 @admin.register(Favorite)
@@ -149,3 +125,16 @@ class SyncJobAdmin(admin.ModelAdmin):
     list_display = ("id", "source", "status", "added", "updated", "failed", "created_at", "finished_at")
     list_filter = ("source", "status")
     search_fields = ("error",)
+
+
+@admin.register(DownloadedModel)
+class DownloadedModelAdmin(admin.ModelAdmin):
+    list_display = ("model_id", "source", "revision", "total_bytes", "storage_path", "completed_at")
+    list_filter = ("source",)
+    search_fields = ("model_id",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # written by completed downloads
+
+    def has_change_permission(self, request: HttpRequest, obj: DownloadedModel | None = None) -> bool:
+        return False

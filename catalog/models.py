@@ -1,16 +1,19 @@
 from django.db import models
 
+from catalog.sources import StoredFile, StoredModel, validate_source_name
 
-class Source(models.TextChoices):
-    HUGGINGFACE = "huggingface", "Hugging Face"
-    OLLAMA = "ollama", "Ollama"
+
+def source_field(**kwargs) -> models.CharField:
+    """A source's name: a plain string checked against the sources found in catalog/sources (no choices, so a
+    new source needs no migration)."""
+    return models.CharField(max_length=20, validators=[validate_source_name], **kwargs)
 
 
 class CatalogModel(models.Model):
     """A model known from a source, kept locally so search is fast and works offline."""
 
     model_id = models.CharField(max_length=255, help_text="Repo id (org/name) or Ollama name:tag")
-    source = models.CharField(max_length=20, choices=Source.choices)
+    source = source_field()
     name = models.CharField(max_length=255, blank=True)
     description = models.TextField(blank=True)
     model_type = models.CharField(max_length=100, blank=True)
@@ -52,7 +55,7 @@ class CatalogModel(models.Model):
 
 class Favorite(models.Model):
     model_id = models.CharField(max_length=255)
-    source = models.CharField(max_length=20, choices=Source.choices)
+    source = source_field()
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -70,7 +73,7 @@ class SyncJob(models.Model):
         COMPLETED = "completed"
         FAILED = "failed"
 
-    source = models.CharField(max_length=20, choices=Source.choices)
+    source = source_field()
     limit = models.PositiveIntegerField(default=100)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     added = models.PositiveIntegerField(default=0)
@@ -86,3 +89,33 @@ class SyncJob(models.Model):
 
     def __str__(self) -> str:
         return f"sync {self.source} #{self.pk} ({self.status})"
+
+
+class DownloadedModel(models.Model):
+    """A model whose files are complete on this machine, as the download that finished last left it.
+
+    The downloads app writes it when a download completes; deployments read it to hand the model to an
+    engine, and the catalog to say what is downloaded."""
+
+    source = source_field()
+    model_id = models.CharField(max_length=255)
+    revision = models.CharField(max_length=255, blank=True)
+    commit = models.CharField(max_length=64, blank=True, help_text="Resolved revision at the source")
+    storage_path = models.CharField(max_length=1024, help_text="Where the model lives")
+    files = models.JSONField(default=list, help_text="[{path, destination, size, media_type}, …]")
+    manifest = models.TextField(blank=True, help_text="What the source wrote beside the files, if anything")
+    total_bytes = models.BigIntegerField(default=0)
+    download_task_id = models.CharField(max_length=32, blank=True, help_text="The download that completed it")
+    completed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "model_id"], name="unique_downloaded_model")]
+        ordering = ["source", "model_id"]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.model_id}"
+
+    def stored(self) -> StoredModel:
+        return StoredModel(model_id=self.model_id, source=self.source, revision=self.revision, commit=self.commit,
+                           storage_path=self.storage_path, manifest=self.manifest,
+                           files=[StoredFile(**file) for file in self.files])

@@ -1,4 +1,4 @@
-"""Catalog queries: full-text search, lookups and the public shape of catalog entries."""
+"""Catalog queries: full-text search, lookups, downloaded models, counts."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from typing import Any, Iterable
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 
-from catalog.models import CatalogModel, Favorite
-from downloads.models import DownloadStatus, DownloadTask
-from llm_manager.api import Page, paginate, utc_timestamp
+from catalog.models import CatalogModel, DownloadedModel, Favorite, SyncJob
+from catalog.sources import SOURCES, StoredModel
+from core.api import Page, paginate
 
 ORDERINGS = {
     "downloads": "downloads",
@@ -35,7 +35,7 @@ def fts_expression(query: str) -> str:
 
 
 def fts_filters(filters: list[tuple[str, str]]) -> str:
-    """The filters as column phrases of the index (`AND source:"ollama"`): narrowing the matches inside the
+    """The filters as column phrases of the index (`AND source:"…"`): narrowing the matches inside the
     index is cheaper than checking each match's row. A type's phrase also matches longer types that
     contain it (`text generation` is in `text generation inference`), so rows are still checked for it."""
     phrases = [(name, _phrase(value)) for name, value in filters]
@@ -136,6 +136,14 @@ def find(model_id: str, source: str | None = None) -> CatalogModel | None:
     return models.first()
 
 
+def trending(*, source: str | None, limit: int) -> list[CatalogModel]:
+    """The most trending models, the sources taking turns, each source in its own trending order."""
+    per_source = [list(search(source=name, sort=adapter.trending_sort)[:limit])
+                  for name, adapter in SOURCES.items() if not source or name == source]
+    longest = max((len(models) for models in per_source), default=0)
+    return [models[i] for i in range(longest) for models in per_source if i < len(models)][:limit]
+
+
 def favorite_keys(models: Iterable[CatalogModel]) -> set[tuple[str, str]]:
     ids = [m.model_id for m in models]
     return set(Favorite.objects.filter(model_id__in=ids).values_list("source", "model_id"))
@@ -143,64 +151,52 @@ def favorite_keys(models: Iterable[CatalogModel]) -> set[tuple[str, str]]:
 
 def downloaded_keys(models: Iterable[CatalogModel]) -> set[tuple[str, str]]:
     ids = [m.model_id for m in models]
-    completed = DownloadTask.objects.filter(model_id__in=ids, status=DownloadStatus.COMPLETED)
-    return set(completed.values_list("source", "model_id"))
+    return set(DownloadedModel.objects.filter(model_id__in=ids).values_list("source", "model_id"))
 
 
-def model_to_dict(model: CatalogModel, favorites: set, downloaded: set, full: bool = False) -> dict[str, Any]:
-    key = (model.source, model.model_id)
-    data = {
-        "id": model.model_id,
-        "name": model.name or model.model_id,
-        "description": model.description,
-        "model_type": model.model_type,
-        "source": model.source,
-        "parameters": model.parameters,
-        "size_gb": round(model.size_bytes / 1024**3, 3) if model.size_bytes is not None else None,
-        "downloads": model.downloads,
-        "likes": model.likes,
-        "tags": model.tags,
-        "is_favorite": key in favorites,
-        "downloaded": key in downloaded,
-        "created_at": utc_timestamp(model.created_at) if model.created_at else None,
-        "updated_at": utc_timestamp(model.updated_at) if model.updated_at else None,
-    }
-    if full:
-        details = model.details or {}
-        data.update(
-            {
-                "gated": details.get("gated", False),
-                "library": details.get("library"),
-                "files": details.get("files", []),
-                "quantizations": details.get("quantizations", []),
-                "details": {k: v for k, v in details.items() if k not in ("files", "quantizations", "gated", "library")},
-                "last_synced_at": utc_timestamp(model.last_synced_at) if model.last_synced_at else None,
-            }
-        )
-    return data
+def downloaded_model(*, model_id: str, source: str) -> StoredModel | None:
+    """A model complete on disk, as its source needs it to hand it on; None if it is not downloaded."""
+    found = DownloadedModel.objects.filter(source=source, model_id=model_id).first()
+    return found.stored() if found else None
 
 
-def models_to_dicts(models: list[CatalogModel]) -> list[dict[str, Any]]:
-    favorites, downloaded = favorite_keys(models), downloaded_keys(models)
-    return [model_to_dict(model, favorites, downloaded) for model in models]
+def downloaded_choices() -> list[tuple[str, str]]:
+    """(source, model_id) of every downloaded model, by source then id."""
+    return list(DownloadedModel.objects.order_by("source", "model_id").values_list("source", "model_id"))
+
+
+def sync_job(job_id: int) -> SyncJob | None:
+    return SyncJob.objects.filter(id=job_id).first()
 
 
 def categories(source: str | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Model types with counts per source; for Ollama, capabilities (tools, vision, embedding, thinking)."""
-    result: dict[str, list[dict[str, Any]]] = {}
-    sources = [source] if source else ["huggingface", "ollama"]
-    for name in sources:
-        if name == "ollama":
-            counts: dict[str, int] = {}
-            for details in CatalogModel.objects.filter(source="ollama").values_list("details", flat=True):
-                for capability in (details or {}).get("capabilities") or ["text"]:
-                    counts[capability] = counts.get(capability, 0) + 1
-            rows = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        else:
-            grouped = (
-                CatalogModel.objects.filter(source=name).exclude(model_type="")
-                .values("model_type").annotate(count=Count("id")).order_by("-count", "model_type")
-            )
-            rows = [(row["model_type"], row["count"]) for row in grouped]
-        result[name] = [{"name": type_name, "count": count} for type_name, count in rows]
-    return result
+    """Model types with counts per source, each source grouping its entries its own way."""
+    names = [source] if source else list(SOURCES)
+    return {name: [{"name": type_name, "count": count}
+                   for type_name, count in SOURCES[name].categories(CatalogModel.objects.filter(source=name))]
+            for name in names}
+
+
+def stats() -> dict[str, Any]:
+    """Catalog counts by source and type, favorites, downloaded models and the last sync per source."""
+    by_source = dict(CatalogModel.objects.values_list("source").annotate(count=Count("id")))
+    by_type: dict[str, dict[str, int]] = {}
+    for row in CatalogModel.objects.values("source", "model_type").annotate(count=Count("id")):
+        by_type.setdefault(row["source"], {})[row["model_type"] or "unknown"] = row["count"]
+    last_sync = {}
+    for name in SOURCES:
+        job = SyncJob.objects.filter(source=name, finished_at__isnull=False).order_by("-finished_at").first()
+        last_sync[name] = (
+            {"finished_at": job.finished_at, "status": job.status, "added": job.added, "updated": job.updated,
+             "failed": job.failed, "error": job.error or None}
+            if job else None
+        )
+    return {
+        "total": sum(by_source.values()),
+        "by_source": {name: by_source.get(name, 0) for name in SOURCES},
+        "by_type": by_type,
+        "favorites": Favorite.objects.count(),
+        "downloaded_models": DownloadedModel.objects.count(),
+        "downloaded_bytes": DownloadedModel.objects.aggregate(total=Sum("total_bytes"))["total"] or 0,
+        "last_sync": last_sync,
+    }

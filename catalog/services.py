@@ -8,27 +8,31 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict
-from types import ModuleType
 from typing import Callable
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections, transaction
-from django.db.models import Count, Sum
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from catalog import selectors
-from catalog.models import CatalogModel, Favorite, Source, SyncJob
-from catalog.sources import RemoteModel, RemoteModelGated, RemoteModelNotFound, SourceError, huggingface, ollama
-from downloads.models import DownloadStatus, DownloadTask
-from inference.models import DeploymentUsage
-from llm_manager.api import ApiError, Page
-from llm_manager.system.services import refresh_query_planner_statistics
+from catalog.models import CatalogModel, DownloadedModel, Favorite, SyncJob
+from catalog.sources import (
+    SOURCES,
+    Claim,
+    InvalidModelId,
+    ModelSource,
+    RemoteModel,
+    RemoteModelGated,
+    RemoteModelNotFound,
+    SourceError,
+    StoredModel,
+)
+from core.api import ApiError, Page
+from core.host import refresh_query_planner_statistics
 
 logger = logging.getLogger(__name__)
 
-SOURCES: dict[str, ModuleType] = {Source.HUGGINGFACE: huggingface, Source.OLLAMA: ollama}
 # Live lookups run here so a slow source can be abandoned after the timeout
 # while its answer still lands in the catalog for the next search.
 _live_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="catalog-live")
@@ -40,7 +44,21 @@ def validate_source(source: str | None) -> str | None:
     return source or None
 
 
-def store(remote_models: list[RemoteModel]) -> tuple[int, int]:
+def source_of(name: str) -> ModelSource:
+    """The source of that name, INVALID_SOURCE (400) for an unknown one."""
+    validate_source(name)
+    return SOURCES[name]
+
+
+def canonical_id(*, model_id: str, source: str) -> str:
+    """The id as its source writes it; 400 VALIDATION_ERROR for an id that cannot name one of its models."""
+    try:
+        return source_of(source).canonical_id(model_id)
+    except InvalidModelId as exc:
+        raise ApiError("VALIDATION_ERROR", f"model_id: {exc}", 400) from None
+
+
+def store(*, remote_models: list[RemoteModel]) -> tuple[int, int]:
     """Upsert what a source said; keep what we knew that this answer lacks. Returns (added, updated)."""
     added = updated = 0
     now = timezone.now()
@@ -67,12 +85,13 @@ def store(remote_models: list[RemoteModel]) -> tuple[int, int]:
 
 def _fetch_and_store(fetch: Callable[[], list[RemoteModel]]) -> None:
     try:
-        store(fetch())
+        store(remote_models=fetch())
     finally:
         close_old_connections()
 
 
-def refresh_from_sources(query: str, source: str | None, model_type: str | None, sort: str, limit: int) -> list[str]:
+def refresh_from_sources(*, query: str, source: str | None, model_type: str | None, sort: str,
+                         limit: int) -> list[str]:
     """Ask each selected source live, in parallel, unless asked the same within the TTL.
 
     Returns the sources that failed or did not answer within the timeout (all of them in offline mode).
@@ -105,13 +124,13 @@ def refresh_from_sources(query: str, source: str | None, model_type: str | None,
     return failed
 
 
-def search(query: str, source: str | None, model_type: str | None, sort: str, favorites_only: bool, page: int,
+def search(*, query: str, source: str | None, model_type: str | None, sort: str, favorites_only: bool, page: int,
            page_size: int) -> tuple[Page, list[str]]:
     """(one page of matches, the sources that could not be asked): the live sources first, then the catalog."""
     failed = []
     if not favorites_only:
         limit = min(100, max(50, page * page_size))
-        failed = refresh_from_sources(query, source, model_type, sort, limit)
+        failed = refresh_from_sources(query=query, source=source, model_type=model_type, sort=sort, limit=limit)
     return selectors.search_page(query, source, model_type, sort, favorites_only, page, page_size), failed
 
 
@@ -122,18 +141,25 @@ def offline_message(failed: list[str]) -> str:
 
 
 def resolve_source(model_id: str, source: str | None) -> str:
-    """The source of a model id: given, known to the catalog, `name:tag` → Ollama, `org/name` → Hugging Face."""
+    """The source of a model id: the one given; else one only it writes ids so; else the one the catalog knows it
+    from; else the first whose id shape fits."""
     if source:
         return source
-    if ":" in model_id:
-        return Source.OLLAMA
+    claims = {name: adapter.claims(model_id) for name, adapter in SOURCES.items()}
+    certain = [name for name, claim in claims.items() if claim == Claim.CERTAIN]
+    if certain:
+        return certain[0]
     known = selectors.find(model_id)
     if known:
         return known.source
-    return Source.HUGGINGFACE if "/" in model_id else Source.OLLAMA
+    likely = [name for name, claim in claims.items() if claim == Claim.LIKELY]
+    if not likely:
+        raise ApiError("INVALID_SOURCE", f"Which source {model_id!r} comes from cannot be told: name one of "
+                       f"{', '.join(SOURCES)}", 400)
+    return likely[0]
 
 
-def model_info(model_id: str, source: str | None = None) -> tuple[CatalogModel, bool]:
+def model_info(*, model_id: str, source: str | None = None) -> tuple[CatalogModel, bool]:
     """The model, refreshed from its source; (model, offline) where offline means the catalog answered alone."""
     source = resolve_source(model_id, source)
     if settings.CATALOG_OFFLINE:
@@ -142,8 +168,9 @@ def model_info(model_id: str, source: str | None = None) -> tuple[CatalogModel, 
             raise ApiError("MODEL_NOT_FOUND", f"{model_id} is not in the catalog (offline mode)", 404)
         return known, True
     try:
-        remote = _live_pool.submit(SOURCES[source].model_info, model_id).result(timeout=settings.CATALOG_SOURCE_TIMEOUT * 3)
-    except RemoteModelNotFound:
+        remote = _live_pool.submit(SOURCES[source].model_info, model_id=model_id).result(
+            timeout=settings.CATALOG_SOURCE_TIMEOUT * 3)
+    except (RemoteModelNotFound, InvalidModelId):
         raise ApiError("MODEL_NOT_FOUND", f"Model {model_id} was not found on {source}", 404) from None
     except RemoteModelGated as exc:
         known = selectors.find(model_id, source)
@@ -156,24 +183,24 @@ def model_info(model_id: str, source: str | None = None) -> tuple[CatalogModel, 
         if known is None:
             raise ApiError("SOURCE_UNAVAILABLE", f"{source} could not be reached and {model_id} is not in the catalog: {exc}", 503) from None
         return known, True
-    store([remote])
+    store(remote_models=[remote])
     return selectors.find(remote.model_id, source), False
 
 
-def add_favorite(model_id: str, source: str | None) -> tuple[Favorite, bool]:
+def add_favorite(*, model_id: str, source: str | None) -> tuple[Favorite, bool]:
     """Favorite a model (looking it up at its source if the catalog lacks it); (favorite, created)."""
     source = resolve_source(model_id, source)
     existing = Favorite.objects.filter(source=source, model_id=model_id).first()
     if existing:
         return existing, False
     if selectors.find(model_id, source) is None:
-        model, _ = model_info(model_id, source)
+        model, _ = model_info(model_id=model_id, source=source)
         model_id = model.model_id
     favorite, created = Favorite.objects.get_or_create(source=source, model_id=model_id)
     return favorite, created
 
 
-def remove_favorite(model_id: str, source: str | None) -> None:
+def remove_favorite(*, model_id: str, source: str | None) -> None:
     favorites = Favorite.objects.filter(model_id=model_id)
     if source:
         favorites = favorites.filter(source=source)
@@ -182,47 +209,38 @@ def remove_favorite(model_id: str, source: str | None) -> None:
         raise ApiError("MODEL_NOT_FOUND", f"{model_id} is not a favorite", 404)
 
 
-def stats() -> dict:
-    by_source = dict(CatalogModel.objects.values_list("source").annotate(count=Count("id")))
-    by_type: dict[str, dict[str, int]] = {}
-    for row in CatalogModel.objects.values("source", "model_type").annotate(count=Count("id")):
-        by_type.setdefault(row["source"], {})[row["model_type"] or "unknown"] = row["count"]
-    completed = DownloadTask.objects.filter(status=DownloadStatus.COMPLETED)
-    last_sync = {}
-    for name in SOURCES:
-        job = SyncJob.objects.filter(source=name, finished_at__isnull=False).order_by("-finished_at").first()
-        last_sync[name] = (
-            {"finished_at": job.finished_at, "status": job.status, "added": job.added, "updated": job.updated,
-             "failed": job.failed, "error": job.error or None}
-            if job else None
-        )
-    return {
-        "total": sum(by_source.values()),
-        "by_source": {name: by_source.get(name, 0) for name in SOURCES},
-        "by_type": by_type,
-        "favorites": Favorite.objects.count(),
-        "downloaded_models": completed.values("source", "model_id").distinct().count(),
-        "downloaded_bytes": completed.aggregate(total=Sum("total_bytes"))["total"] or 0,
-        "last_sync": last_sync,
-        "inference": DeploymentUsage.objects.aggregate(
-            requests=Coalesce(Sum("requests"), 0), errors=Coalesce(Sum("errors"), 0),
-            prompt_tokens=Coalesce(Sum("prompt_tokens"), 0), completion_tokens=Coalesce(Sum("completion_tokens"), 0)),
-    }
+# --- Downloaded models ---------------------------------------------------------------------------
+
+
+def record_downloaded(*, model: StoredModel, total_bytes: int, download_task_id: str) -> DownloadedModel:
+    """Note that a model is complete on disk (the download that finished last describes it)."""
+    fields = {"revision": model.revision, "commit": model.commit, "storage_path": model.storage_path,
+              "files": [asdict(file) for file in model.files], "manifest": model.manifest,
+              "total_bytes": total_bytes, "download_task_id": download_task_id, "completed_at": timezone.now()}
+    downloaded, _ = DownloadedModel.objects.update_or_create(source=model.source, model_id=model.model_id,
+                                                             defaults=fields)
+    return downloaded
+
+
+def forget_downloaded(*, model_id: str, source: str) -> None:
+    DownloadedModel.objects.filter(source=source, model_id=model_id).delete()
 
 
 # --- Sync jobs -----------------------------------------------------------------------------------
 
 
-def create_sync_jobs(source: str | None, limit: int) -> list[SyncJob]:
+def create_sync_jobs(*, source: str | None, limit: int, dispatch: bool = True) -> list[SyncJob]:
+    """One sync job per source (or for the one named); with `dispatch`, the workers run them."""
     from django_q.tasks import async_task
 
     jobs = [SyncJob.objects.create(source=name, limit=limit) for name in SOURCES if not source or name == source]
-    for job in jobs:
-        async_task("catalog.services.run_sync_job", job.id, task_name=f"sync-{job.source}-{job.id}")
+    if dispatch:
+        for job in jobs:
+            async_task("catalog.services.run_sync_job", job.id, task_name=f"sync-{job.source}-{job.id}")
     return jobs
 
 
-def run_sync_job(job_id: int, progress: Callable[[int, int], None] | None = None) -> SyncJob:
+def run_sync_job(job_id: int, *, progress: Callable[[int, int], None] | None = None) -> SyncJob:
     """Fetch up to `limit` models from the job's source and store them one by one, counting the outcome."""
     job = SyncJob.objects.get(id=job_id)
     job.status, job.started_at = SyncJob.Status.RUNNING, timezone.now()
@@ -234,7 +252,7 @@ def run_sync_job(job_id: int, progress: Callable[[int, int], None] | None = None
     else:
         for index, remote in enumerate(remote_models, start=1):
             try:
-                added, updated = store([remote])
+                added, updated = store(remote_models=[remote])
                 job.added += added
                 job.updated += updated
             except Exception as exc:  # one bad record must not lose the rest

@@ -1,13 +1,12 @@
 from django.urls import path
 
 from catalog import views
-from llm_manager.api import off_event_loop
+from core.api import off_event_loop
 
 urlpatterns = [
     path("search", off_event_loop(views.SearchView.as_view())),
     path("categories", views.CategoriesView.as_view()),
     path("trending", off_event_loop(views.TrendingView.as_view())),
-    path("stats", views.StatsView.as_view()),
     path("sync", views.SyncView.as_view()),
     path("sync/<int:job_id>", views.SyncJobView.as_view()),
     path("<path:model_id>/info", off_event_loop(views.ModelInfoView.as_view())),

@@ -10,26 +10,25 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from rest_framework import serializers
 
-from deployments import services
+from catalog import selectors as catalog
+from core.admin_actions import console_page, row_action_view, row_buttons, service_action
+from core.api import ApiError, error_json, first_error
+from deployments import selectors, services
 from deployments.engines import ENGINES
 from deployments.models import Deployment, DeploymentStatus, RestartPolicy
 from deployments.views import DeploymentStartRequest
-from downloads.models import DownloadStatus, DownloadTask
-from llm_manager.admin_actions import console_page, row_action_view, row_buttons, service_action
-from llm_manager.api import ApiError, error_json, first_error
 
 ROW_ACTIONS = {
-    "stop": services.stop_deployment,
-    "restart": services.restart_deployment,
-    "delete": lambda deployment_id: services.delete_deployment(deployment_id, delete_logs=False),
+    "stop": lambda deployment_id: services.stop_deployment(deployment_id=deployment_id),
+    "restart": lambda deployment_id: services.restart_deployment(deployment_id=deployment_id),
+    "delete": lambda deployment_id: services.delete_deployment(deployment_id=deployment_id, delete_logs=False),
 }
-MODEL_SEPARATOR = "|"  # the form's model choice is "source|model_id"; Ollama ids hold ':' and HF ids '/'
+MODEL_SEPARATOR = "|"  # the form's model choice is "source|model_id"; ids hold ':' and '/' but never '|'
 
 
 def _downloaded_models() -> list[tuple[str, str]]:
-    completed = DownloadTask.objects.filter(status=DownloadStatus.COMPLETED).order_by("source", "model_id")
-    keys = dict.fromkeys(completed.values_list("source", "model_id"))
-    return [(f"{source}{MODEL_SEPARATOR}{model_id}", f"{model_id} ({source})") for source, model_id in keys]
+    return [(f"{source}{MODEL_SEPARATOR}{model_id}", f"{model_id} ({source})")
+            for source, model_id in catalog.downloaded_choices()]
 
 
 def _start_body(post) -> dict:
@@ -86,8 +85,9 @@ class DeploymentAdmin(admin.ModelAdmin):
         try:
             utilization = float(body.get("gpu_memory_utilization", 0.9))
             max_model_len = int(body["max_model_len"]) if "max_model_len" in body else None
-            estimate = services.memory_estimate(body["model_id"], body["model_source"], body.get("engine"),
-                                                max_model_len, utilization)
+            estimate = services.memory_estimate(model_id=body["model_id"], model_source=body["model_source"],
+                                                engine=body.get("engine"), max_model_len=max_model_len,
+                                                gpu_memory_utilization=utilization)
         except ValueError:
             return error_json("VALIDATION_ERROR", "max_model_len and gpu_memory_utilization are numbers", 400)
         except ApiError as exc:
@@ -96,7 +96,7 @@ class DeploymentAdmin(admin.ModelAdmin):
 
     def logs_view(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
         try:
-            deployment = services.get_deployment(deployment_id)
+            deployment = selectors.get_deployment(deployment_id)
         except ApiError as exc:
             messages.error(request, exc.message)
             return redirect("admin:deployments_deployment_changelist")

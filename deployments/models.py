@@ -2,7 +2,7 @@ import uuid
 
 from django.db import models
 
-from catalog.models import Source
+from catalog.models import source_field
 
 
 def new_deployment_id() -> str:
@@ -27,7 +27,7 @@ class Deployment(models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=new_deployment_id, editable=False)
     name = models.CharField(max_length=255, blank=True)
     model_id = models.CharField(max_length=255)
-    model_source = models.CharField(max_length=20, choices=Source.choices)
+    model_source = source_field()
     engine = models.CharField(max_length=32, blank=True)
     status = models.CharField(max_length=20, choices=DeploymentStatus.choices, default=DeploymentStatus.STARTING)
     host = models.CharField(max_length=255, default="127.0.0.1")
@@ -35,6 +35,11 @@ class Deployment(models.Model):
     gpu_memory_utilization = models.FloatField(default=0.9)
     max_model_len = models.PositiveIntegerField(null=True, blank=True)
     options = models.JSONField(default=dict, blank=True, help_text="Further engine settings from the request")
+    # What the proxy needs, set when the engine is started.
+    engine_model = models.CharField(max_length=1024, blank=True, help_text="What requests to the engine name as `model`")
+    probe_path = models.CharField(max_length=255, blank=True, help_text="Answers 200 once the model is loaded")
+    supports_chat = models.BooleanField(null=True, blank=True,
+                                        help_text="Whether the engine can format chats (false: completions only)")
     restart_policy = models.CharField(max_length=20, choices=RestartPolicy.choices, default=RestartPolicy.ON_FAILURE)
     max_restarts = models.PositiveIntegerField(default=3)
     restart_count = models.PositiveIntegerField(default=0)

@@ -1,35 +1,25 @@
-"""The public shape of deployments."""
+"""Deployment queries."""
 
 from __future__ import annotations
 
-from typing import Any
+from django.db.models import QuerySet
 
-from deployments import services
-from deployments.models import Deployment
-from llm_manager.api import utc_timestamp
+from core.api import ApiError
+from deployments.models import Deployment, DeploymentStatus
 
 
-def deployment_to_dict(deployment: Deployment) -> dict[str, Any]:
-    usage = getattr(deployment, "usage", None)  # None until the proxy counts a request
-    return {
-        "deployment_id": deployment.id,
-        "name": deployment.name,
-        "model_id": deployment.model_id,
-        "model_source": deployment.model_source,
-        "engine": deployment.engine,
-        "status": deployment.status,
-        "host": deployment.host,
-        "port": deployment.port,
-        "gpu_memory_utilization": deployment.gpu_memory_utilization,
-        "max_model_len": deployment.max_model_len,
-        "restart_policy": deployment.restart_policy,
-        "restart_count": deployment.restart_count,
-        "pid": deployment.pid,
-        "uptime_seconds": services.uptime(deployment),
-        "error": deployment.error or None,
-        "created_at": utc_timestamp(deployment.created_at),
-        "started_at": utc_timestamp(deployment.started_at) if deployment.started_at else None,
-        "stopped_at": utc_timestamp(deployment.stopped_at) if deployment.stopped_at else None,
-        "usage": {"requests": usage.requests, "errors": usage.errors, "prompt_tokens": usage.prompt_tokens,
-                  "completion_tokens": usage.completion_tokens} if usage else None,
-    }
+def get_deployment(deployment_id: str) -> Deployment:
+    deployment = Deployment.objects.filter(id=deployment_id).first()
+    if deployment is None:
+        raise ApiError("DEPLOYMENT_NOT_FOUND", f"No deployment {deployment_id}", 404)
+    return deployment
+
+
+def deployment_list(status: str | None = None) -> QuerySet:
+    """Deployments, newest first, with their usage."""
+    found = Deployment.objects.select_related("usage").order_by("-created_at")
+    return found.filter(status=status) if status else found
+
+
+def running(order_by: str = "name") -> QuerySet:
+    return Deployment.objects.filter(status=DeploymentStatus.RUNNING).order_by(order_by)

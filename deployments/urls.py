@@ -1,7 +1,7 @@
 from django.urls import path
 
+from core.api import off_event_loop
 from deployments import views
-from llm_manager.api import off_event_loop
 
 urlpatterns = [
     path("start", off_event_loop(views.StartView.as_view())),

@@ -7,10 +7,11 @@ from rest_framework import serializers
 from rest_framework.views import APIView
 
 from catalog.services import validate_source
-from deployments import selectors, services
+from core.api import success, validate_query
+from deployments import selectors, services, supervisor
+from deployments import serializers as shapes
 from deployments.engines import ENGINES
-from deployments.models import Deployment, DeploymentStatus, RestartPolicy
-from llm_manager.api import success, validate_query
+from deployments.models import DeploymentStatus, RestartPolicy
 
 
 class DeploymentStartRequest(serializers.Serializer):
@@ -40,7 +41,7 @@ class StartView(APIView):
         data = body.validated_data
         validate_source(data["model_source"])
         deployment = services.start_deployment(**data)
-        shown = selectors.deployment_to_dict(deployment)
+        shown = shapes.deployment_to_dict(deployment)
         return success({key: shown[key] for key in ("deployment_id", "model_id", "status", "host", "port",
                                                     "created_at", "engine", "name", "pid")}, "Deployment starting")
 
@@ -53,36 +54,35 @@ class ListView(APIView):
     @extend_schema(summary="List deployments", parameters=[ListQuery])
     def get(self, request):
         query = validate_query(ListQuery, request)
-        deployments = Deployment.objects.select_related("usage").order_by("-created_at")
-        if "status" in query:
-            deployments = deployments.filter(status=query["status"])
-        items = [selectors.deployment_to_dict(d) for d in deployments]
+        items = [shapes.deployment_to_dict(d) for d in selectors.deployment_list(query.get("status"))]
         return success({"items": items, "total": len(items)})
 
 
 class DetailView(APIView):
     @extend_schema(summary="A deployment's state")
     def get(self, request, deployment_id: str):
-        return success(selectors.deployment_to_dict(services.get_deployment(deployment_id)))
+        return success(shapes.deployment_to_dict(selectors.get_deployment(deployment_id)))
 
     @extend_schema(summary="Delete a deployment (stopping it first); logs are kept unless delete_logs=true",
                    parameters=[OpenApiParameter("delete_logs", bool, required=False)])
     def delete(self, request, deployment_id: str):
         delete_logs = request.query_params.get("delete_logs", "false").lower() in ("1", "true", "yes")
-        return success(services.delete_deployment(deployment_id, delete_logs), "Deployment deleted")
+        return success(services.delete_deployment(deployment_id=deployment_id, delete_logs=delete_logs),
+                       "Deployment deleted")
 
 
 class StopView(APIView):
     @extend_schema(summary="Stop a deployment: SIGTERM to its process group, SIGKILL after the grace period",
                    request=None)
     def put(self, request, deployment_id: str):
-        return success(selectors.deployment_to_dict(services.stop_deployment(deployment_id)), "Deployment stopped")
+        return success(shapes.deployment_to_dict(services.stop_deployment(deployment_id=deployment_id)),
+                       "Deployment stopped")
 
 
 class RestartView(APIView):
     @extend_schema(summary="Restart a deployment with the same id and settings", request=None)
     def put(self, request, deployment_id: str):
-        return success(selectors.deployment_to_dict(services.restart_deployment(deployment_id)),
+        return success(shapes.deployment_to_dict(services.restart_deployment(deployment_id=deployment_id)),
                        "Deployment restarting")
 
 
@@ -94,18 +94,18 @@ class LogsView(APIView):
     @extend_schema(summary="The last lines of the engine's log", parameters=[LogsQuery])
     def get(self, request, deployment_id: str):
         lines = validate_query(LogsQuery, request)["lines"]
-        deployment = services.get_deployment(deployment_id)
-        found = services.tail_lines(services.log_path(deployment), lines)
+        deployment = selectors.get_deployment(deployment_id)
+        found = supervisor.tail_lines(supervisor.log_path(deployment), lines)
         return success({"deployment_id": deployment.id, "lines": found, "count": len(found)})
 
 
 class HealthView(APIView):
     @extend_schema(summary="Process alive, probe result and latency, uptime, restarts")
     def get(self, request, deployment_id: str):
-        return success(services.health(services.get_deployment(deployment_id)))
+        return success(supervisor.health(selectors.get_deployment(deployment_id)))
 
 
 class ModelInfoView(APIView):
     @extend_schema(summary="The engine's /v1/models answer plus what we know of the model")
     def get(self, request, deployment_id: str):
-        return success(services.model_info(services.get_deployment(deployment_id)))
+        return success(services.model_info(deployment=selectors.get_deployment(deployment_id)))

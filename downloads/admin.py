@@ -5,25 +5,34 @@ from __future__ import annotations
 
 from functools import partial
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
-from django.urls import path
+from django.shortcuts import redirect
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.views.decorators.http import require_POST
 
-from downloads import selectors, services
+from catalog.admin import DownloadForm
+from core.admin_actions import form_error_message, redirect_back, row_action_view, row_buttons, service_action
+from core.api import ApiError
+from downloads import serializers as shapes
+from downloads import services
 from downloads.models import DownloadFile, DownloadTask
-from llm_manager.admin_actions import row_action_view, row_buttons, service_action
+
+
+def _act(task_id: str, action: str) -> DownloadTask:
+    return services.act(task_id=task_id, action=action)
 
 
 def _delete_keeping_files(task_id: str) -> dict:
-    return services.delete_task(task_id, delete_files=False)
+    return services.delete_task(task_id=task_id, delete_files=False)
 
 
 def _delete_with_files(task_id: str) -> dict:
-    return services.delete_task(task_id, delete_files=True)
+    return services.delete_task(task_id=task_id, delete_files=True)
 
 
-ROW_ACTIONS = {**{name: partial(services.act, action=name) for name in services.ACTIONS},
+ROW_ACTIONS = {**{name: partial(_act, action=name) for name in services.ACTIONS},
                "delete": _delete_keeping_files}
 
 
@@ -57,13 +66,34 @@ class DownloadTaskAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         act = row_action_view(ROW_ACTIONS, "admin:downloads_downloadtask_changelist")
-        own = [path("<str:pk>/act/<str:action>/", self.admin_site.admin_view(act), name="downloads_downloadtask_act")]
+        own = [path("<str:pk>/act/<str:action>/", self.admin_site.admin_view(act), name="downloads_downloadtask_act"),
+               path("start/", self.admin_site.admin_view(self.start_view), name="downloads_downloadtask_start")]
         return own + super().get_urls()
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         extra_context = {**(extra_context or {}), "storage": services.storage_state(),
                          "allowed_statuses": {name: list(statuses) for name, statuses in services.ACTIONS.items()}}
         return super().changelist_view(request, extra_context)
+
+    @staticmethod
+    @require_POST
+    def start_view(request: HttpRequest) -> HttpResponse:
+        """The catalog's download forms post here: start the download, then show the task list."""
+        form = DownloadForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, form_error_message(form))
+            return redirect_back(request, reverse("admin:catalog_catalogmodel_search"))
+        data = form.cleaned_data
+        patterns = data["include"].replace(",", " ").split()
+        try:
+            task, created = services.start_download(model_id=data["model_id"], source=data["source"],
+                                                    revision=data["revision"], include=patterns)
+        except ApiError as exc:
+            messages.error(request, exc.message)
+            return redirect_back(request, reverse("admin:catalog_catalogmodel_search"))
+        verb = "started" if created else f"already exists ({task.status})"
+        messages.success(request, f"Download of {task.model_id} {verb}: task {task.id}")
+        return redirect("admin:downloads_downloadtask_changelist")
 
     @admin.display(description="status", ordering="status")
     def status_label(self, task: DownloadTask) -> str:
@@ -78,17 +108,17 @@ class DownloadTaskAdmin(admin.ModelAdmin):
     @admin.display(description="speed")
     def speed(self, task: DownloadTask) -> str:
         return format_html('<span data-speed-for="{}">{}</span>', task.id,
-                           f"{selectors.human_size(task.speed_bps)}/s" if task.speed_bps else "-")
+                           f"{shapes.human_size(task.speed_bps)}/s" if task.speed_bps else "-")
 
     @admin.display(description="ETA")
     def eta(self, task: DownloadTask) -> str:
         return format_html('<span data-eta-for="{}">{}</span>', task.id,
-                           selectors.human_duration(task.eta_seconds) or "-")
+                           shapes.human_duration(task.eta_seconds) or "-")
 
     @admin.display(description="size")
     def size(self, task: DownloadTask) -> str:
         return format_html('<span data-size-for="{}">{} / {}</span>', task.id,
-                           selectors.human_size(task.downloaded_bytes), selectors.human_size(task.total_bytes))
+                           shapes.human_size(task.downloaded_bytes), shapes.human_size(task.total_bytes))
 
     @admin.display(description="actions")
     def row_actions(self, task: DownloadTask) -> str:

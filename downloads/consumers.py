@@ -15,6 +15,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from downloads import selectors
+from downloads import serializers as shapes
 
 POLL_SECONDS = 0.25
 
@@ -27,7 +28,7 @@ class DownloadProgressConsumer(AsyncJsonWebsocketConsumer):
         since = datetime.now(timezone.utc)
         tasks = await database_sync_to_async(selectors.unfinished_tasks)(self.task_id)
         self.statuses = {task.id: task.status for task in tasks}
-        await self.send_json({"type": "snapshot", "tasks": [selectors.task_to_dict(task) for task in tasks]})
+        await self.send_json({"type": "snapshot", "tasks": [shapes.task_to_dict(task) for task in tasks]})
         self.follower = asyncio.create_task(self._follow(since))
 
     async def disconnect(self, code: int) -> None:
@@ -43,4 +44,4 @@ class DownloadProgressConsumer(AsyncJsonWebsocketConsumer):
                 since = max(since, task.updated_at)
                 event = "status" if self.statuses.get(task.id) != task.status else "progress"
                 self.statuses[task.id] = task.status
-                await self.send_json({"type": event, "task": selectors.task_to_dict(task)})
+                await self.send_json({"type": event, "task": shapes.task_to_dict(task)})

@@ -2,7 +2,7 @@ import uuid
 
 from django.db import models
 
-from catalog.models import Source
+from catalog.models import source_field
 
 
 def new_task_id() -> str:
@@ -24,7 +24,7 @@ ACTIVE_DOWNLOAD_STATUSES = (DownloadStatus.PENDING, DownloadStatus.DOWNLOADING, 
 class DownloadTask(models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=new_task_id, editable=False)
     model_id = models.CharField(max_length=255)
-    source = models.CharField(max_length=20, choices=Source.choices)
+    source = source_field()
     revision = models.CharField(max_length=255, default="main", blank=True)
     include = models.JSONField(default=list, blank=True, help_text="Glob patterns of files to fetch")
     status = models.CharField(max_length=20, choices=DownloadStatus.choices, default=DownloadStatus.PENDING)
@@ -36,7 +36,7 @@ class DownloadTask(models.Model):
     error_code = models.CharField(max_length=50, blank=True)
     commit = models.CharField(max_length=64, blank=True, help_text="Resolved revision at the source")
     storage_path = models.CharField(max_length=1024, blank=True, help_text="Where the finished model lives")
-    manifest = models.TextField(blank=True, help_text="Ollama: the raw manifest, written into place at the end")
+    manifest = models.TextField(blank=True, help_text="What the source writes beside the files at the end (a registry manifest)")
     lease = models.CharField(max_length=32, blank=True, help_text="Token of the worker job allowed to transfer")
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of that job")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,72 +1,12 @@
-"""Read-side queries and the public shape of download tasks."""
+"""Download queries: tasks by id, state or change, and a task's files as a stored model."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from downloads.models import ACTIVE_DOWNLOAD_STATUSES, DownloadTask
-from llm_manager.api import utc_timestamp
-
-
-def human_size(num_bytes: float) -> str:
-    """`500MB`, `1.1GB`: the contract's way of writing sizes."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(num_bytes) < 1024 or unit == "TB":
-            text = f"{num_bytes:.1f}".rstrip("0").rstrip(".")
-            return f"{text}{unit}"
-        num_bytes /= 1024
-    raise AssertionError("unreachable")
-
-
-def human_duration(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    seconds = int(round(seconds))
-    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def _timestamp(moment: datetime | None) -> str | None:
-    return utc_timestamp(moment) if moment else None
-
-
-def task_to_dict(task: DownloadTask, with_files: bool = True) -> dict[str, Any]:
-    data = {
-        "id": task.id,
-        "model_id": task.model_id,
-        "source": task.source,
-        "revision": task.revision,
-        "include": task.include,
-        "status": task.status,
-        "progress": task.progress,
-        "downloaded_size": human_size(task.downloaded_bytes),
-        "total_size": human_size(task.total_bytes),
-        "speed": f"{human_size(task.speed_bps)}/s",
-        "eta": human_duration(task.eta_seconds),
-        "downloaded_bytes": task.downloaded_bytes,
-        "total_bytes": task.total_bytes,
-        "speed_bytes_per_second": round(task.speed_bps, 1),
-        "eta_seconds": task.eta_seconds,
-        "error": task.error or None,
-        "error_code": task.error_code or None,
-        "created_at": _timestamp(task.created_at),
-        "updated_at": _timestamp(task.updated_at),
-        "started_at": _timestamp(task.started_at),
-        "completed_at": _timestamp(task.completed_at),
-    }
-    if with_files:
-        data["files"] = [
-            {
-                "path": f.path,
-                "size": f.size,
-                "downloaded_bytes": f.downloaded_bytes,
-                "status": f.status,
-                "sha256": f.sha256 or None,
-                "error": f.error or None,
-            }
-            for f in task.files.all()
-        ]
-    return data
+from catalog.sources import StoredFile, StoredModel
+from core.api import ApiError
+from downloads.models import ACTIVE_DOWNLOAD_STATUSES, DownloadStatus, DownloadTask
 
 
 def unfinished_tasks(task_id: str | None = None) -> list[DownloadTask]:
@@ -81,3 +21,29 @@ def tasks_changed_since(moment: datetime, task_id: str | None = None) -> list[Do
     if task_id:
         tasks = tasks.filter(id=task_id)
     return list(tasks.order_by("updated_at").prefetch_related("files"))
+
+
+def get_task(task_id: str) -> DownloadTask:
+    task = DownloadTask.objects.filter(id=task_id).first()
+    if task is None:
+        raise ApiError("TASK_NOT_FOUND", f"No download task {task_id}", 404)
+    return task
+
+
+def task_list(status: str | None = None):
+    """Tasks, newest first, with their files."""
+    found = DownloadTask.objects.order_by("-created_at").prefetch_related("files")
+    return found.filter(status=status) if status else found
+
+
+def latest_completed(*, source: str, model_id: str) -> DownloadTask | None:
+    return DownloadTask.objects.filter(source=source, model_id=model_id, status=DownloadStatus.COMPLETED).order_by(
+        "-completed_at").first()
+
+
+def stored_model(task: DownloadTask) -> StoredModel:
+    """What the task put on disk, in the terms its source reads."""
+    return StoredModel(model_id=task.model_id, source=task.source, revision=task.revision, commit=task.commit,
+                       storage_path=task.storage_path, manifest=task.manifest,
+                       files=[StoredFile(path=f.path, destination=f.destination, size=f.size, media_type=f.media_type)
+                              for f in task.files.all()])

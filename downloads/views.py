@@ -6,15 +6,18 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.views import APIView
 
-from downloads import selectors, services
-from downloads.models import DownloadStatus, DownloadTask
-from llm_manager.api import PageQuery, paginate, success, validate_query
+from core.api import PageQuery, paginate, success, validate_query
+from downloads import queue, selectors, services
+from downloads import serializers as shapes
+from downloads.models import DownloadStatus
 
 
 class DownloadStartRequest(serializers.Serializer):
     model_id = serializers.CharField(max_length=255)
     source = serializers.CharField(max_length=20)
-    revision = serializers.CharField(max_length=255, required=False, default="main")
+    revision = serializers.CharField(max_length=255, required=False, allow_blank=True, default="",
+                                     help_text="Branch, tag or commit; empty: the source's default (main on Hugging "
+                                               "Face, master on ModelScope; Ollama names carry their tag)")
     include = serializers.ListField(child=serializers.CharField(max_length=255), required=False, default=list,
                                     max_length=50, help_text='Glob patterns of files to fetch, e.g. ["*Q4_K_M.gguf"]')
 
@@ -27,7 +30,7 @@ class StartView(APIView):
         body.is_valid(raise_exception=True)
         task, created = services.start_download(**body.validated_data)
         message = "下载任务已创建" if created else "A task for this model already exists"
-        return success({"task": selectors.task_to_dict(task), "message": message}, message)
+        return success({"task": shapes.task_to_dict(task), "message": message}, message)
 
 
 class DownloadListQuery(PageQuery):
@@ -38,32 +41,29 @@ class DownloadListView(APIView):
     @extend_schema(summary="List download tasks, newest first", parameters=[DownloadListQuery])
     def get(self, request):
         query = validate_query(DownloadListQuery, request)
-        tasks = DownloadTask.objects.order_by("-created_at").prefetch_related("files")
-        if "status" in query:
-            tasks = tasks.filter(status=query["status"])
-        page = paginate(tasks, query["page"], query["page_size"])
-        return success(page.as_data(selectors.task_to_dict))
+        page = paginate(selectors.task_list(query.get("status")), query["page"], query["page_size"])
+        return success(page.as_data(shapes.task_to_dict))
 
 
 class TaskView(APIView):
     @extend_schema(summary="State of a download task, with a per-file breakdown")
     def get(self, request, task_id: str):
-        return success(selectors.task_to_dict(services.get_task(task_id)))
+        return success(shapes.task_to_dict(selectors.get_task(task_id)))
 
     @extend_schema(summary="Delete a task record (cancelling it first if active)",
                    parameters=[OpenApiParameter("delete_files", bool, required=False,
                                                 description="also remove the model files if no deployment uses them")])
     def delete(self, request, task_id: str):
         delete_files = request.query_params.get("delete_files", "false").lower() in ("1", "true", "yes")
-        return success(services.delete_task(task_id, delete_files), "Download task deleted")
+        return success(services.delete_task(task_id=task_id, delete_files=delete_files), "Download task deleted")
 
 
 def action_view(action: str, summary: str):
     class ActionView(APIView):
         @extend_schema(summary=summary, request=None, operation_id=f"downloads_{action}")
         def put(self, request, task_id: str):
-            task = services.act(task_id, action)
-            return success(selectors.task_to_dict(task), f"Download {task.status}")
+            task = services.act(task_id=task_id, action=action)
+            return success(shapes.task_to_dict(task), f"Download {task.status}")
 
     ActionView.__name__ = f"{action.title()}View"
     return ActionView.as_view()
@@ -72,13 +72,13 @@ def action_view(action: str, summary: str):
 class QueueView(APIView):
     @extend_schema(summary="Active, queued (with positions) and paused downloads, total speed and the concurrency limit")
     def get(self, request):
-        state = services.queue_state()
+        state = queue.queue_state()
         data = {
-            "active": [selectors.task_to_dict(task, with_files=False) for task in state["active"]],
-            "queued": [{**selectors.task_to_dict(task, with_files=False), "position": position}
+            "active": [shapes.task_to_dict(task, with_files=False) for task in state["active"]],
+            "queued": [{**shapes.task_to_dict(task, with_files=False), "position": position}
                        for position, task in enumerate(state["queued"], start=1)],
-            "paused": [selectors.task_to_dict(task, with_files=False) for task in state["paused"]],
-            "total_speed": f"{selectors.human_size(state['total_speed_bps'])}/s",
+            "paused": [shapes.task_to_dict(task, with_files=False) for task in state["paused"]],
+            "total_speed": f"{shapes.human_size(state['total_speed_bps'])}/s",
             "total_speed_bytes_per_second": round(state["total_speed_bps"], 1),
             "max_concurrent_downloads": state["max_concurrent_downloads"],
         }

@@ -11,16 +11,16 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_protect
 
-from deployments.models import Deployment, DeploymentStatus
+from core.admin_actions import console_page
+from core.api import error_json
+from deployments import selectors
 from inference import views
-from llm_manager.admin_actions import console_page
-from llm_manager.api import error_json
 
 KINDS = {"chat": "chat", "completions": "completion"}
 
 
 def page(request: HttpRequest) -> HttpResponse:
-    running = Deployment.objects.filter(status=DeploymentStatus.RUNNING).order_by("name")
+    running = selectors.running()
     return console_page(request, admin.site, "admin/inference/playground.html", "Playground", deployments=running)
 
 

@@ -15,10 +15,10 @@ from asgiref.sync import sync_to_async
 from django.db.models import F
 from rest_framework import serializers
 
+from core.api import ApiError
 from deployments.models import Deployment, DeploymentStatus
 from inference.engine_http import EnginePool, EngineRefused, EngineResponse, EngineUnavailable
 from inference.models import DeploymentUsage
-from llm_manager.api import ApiError
 
 ROLES = ("system", "user", "assistant", "tool", "developer")
 _pools: dict[tuple[str, int], EnginePool] = {}
@@ -129,11 +129,11 @@ async def _post(deployment: Deployment, path: str, body: dict) -> EngineResponse
 
 
 def engine_model(deployment: Deployment) -> str:
-    return deployment.options.get("engine_model") or deployment.name or deployment.id
+    return deployment.engine_model or deployment.name or deployment.id
 
 
 def check_chat_supported(deployment: Deployment) -> None:
-    if deployment.options.get("chat_template") is False:
+    if deployment.supports_chat is False:
         raise ApiError("CHAT_NOT_SUPPORTED", f"{deployment.model_id} has no chat template; use completions", 400)
 
 

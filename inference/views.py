@@ -12,9 +12,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import serializers
 
-from deployments.models import Deployment, DeploymentStatus
+from core.api import ApiError, error_json, first_error, utc_timestamp
+from deployments import selectors
 from inference import services
-from llm_manager.api import ApiError, error_json, first_error, utc_timestamp
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -88,7 +88,7 @@ async def openai_models(request: HttpRequest) -> JsonResponse:
         {"id": deployment.name or deployment.id, "object": "model", "owned_by": "llm-manager",
          "created": int(deployment.created_at.timestamp()), "root": deployment.model_id,
          "deployment_id": deployment.id, "engine": deployment.engine}
-        async for deployment in Deployment.objects.filter(status=DeploymentStatus.RUNNING).order_by("created_at")
+        async for deployment in selectors.running(order_by="created_at")
     ]
     return JsonResponse({"object": "list", "data": data})
 

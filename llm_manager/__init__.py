@@ -1,3 +1,4 @@
-"""LLM Manager: find, download, deploy and talk to large language models."""
+"""LLM Manager: find, download, deploy and talk to large language models.
 
-__version__ = "1.0.0"
+This package holds the settings, the URLs and the ASGI application; the apps hold the rest (docs/architecture.md).
+"""

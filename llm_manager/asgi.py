@@ -10,7 +10,7 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llm_manager.settings")
 django_asgi_app = get_asgi_application()
 
-from llm_manager.lean import PROXY_PREFIXES, ProxyASGIHandler, is_lean, lean_asgi_application  # noqa: E402
+from core.lean import PROXY_PREFIXES, ProxyASGIHandler, is_lean, lean_asgi_application  # noqa: E402
 
 # The API skips the admin's middleware (sessions, messages, CSRF): each costs thread hops under
 # ASGI, on every search, every token stream and every OpenAI call.
@@ -35,8 +35,8 @@ async def http_application(scope, receive, send):
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from core.auth import WebSocketApiKeyMiddleware  # noqa: E402
 from downloads.routing import websocket_urlpatterns  # noqa: E402
-from llm_manager.auth import WebSocketApiKeyMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -95,6 +95,11 @@ HF_ENDPOINT = _env("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 HF_TOKEN = _env("HF_TOKEN") or None
 OLLAMA_REGISTRY = _env("LLM_MANAGER_OLLAMA_REGISTRY", "https://registry.ollama.ai").rstrip("/")
 OLLAMA_LIBRARY = _env("LLM_MANAGER_OLLAMA_LIBRARY", "https://ollama.com").rstrip("/")
+# The name ModelScope's own client reads; MODELSCOPE_DOMAIN is its deprecated older name.
+MODELSCOPE_ENDPOINT = (_env("MODELSCOPE_ENDPOINT") or _env("MODELSCOPE_DOMAIN") or "https://www.modelscope.cn").rstrip("/")
+if "://" not in MODELSCOPE_ENDPOINT:
+    MODELSCOPE_ENDPOINT = f"https://{MODELSCOPE_ENDPOINT}"
+MODELSCOPE_API_TOKEN = _env("MODELSCOPE_API_TOKEN") or None
 
 # --- Django -------------------------------------------------------------------
 SECRET_KEY = _env("DJANGO_SECRET_KEY")
@@ -113,7 +118,7 @@ ALLOWED_HOSTS = [h for h in _env("LLM_MANAGER_ALLOWED_HOSTS", "*").split(",") if
 
 INSTALLED_APPS = [
     "daphne",
-    "llm_manager.system.apps.ConsoleAdminConfig",
+    "system.apps.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -123,11 +128,13 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "channels",
     "django_q",
-    "llm_manager.system",
+    # The project's apps, bottom to top: each imports only those above it in this list.
+    "core",
     "catalog",
     "downloads",
     "deployments",
     "inference",
+    "system",
 ]
 
 MIDDLEWARE = [
@@ -136,7 +143,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "llm_manager.auth.ApiKeyMiddleware",
+    "core.auth.ApiKeyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -219,8 +226,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
-    "EXCEPTION_HANDLER": "llm_manager.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "llm_manager.schema.EnvelopeAutoSchema",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "core.schema.EnvelopeAutoSchema",
     "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%SZ",
 }
 

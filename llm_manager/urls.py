@@ -2,8 +2,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from llm_manager import views
-from llm_manager.system import views as system_views
+from core import views
+from system import views as system_views
 
 urlpatterns = [
     path("health", system_views.ServiceHealthView.as_view(), name="health"),
@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/system/health", system_views.SystemHealthView.as_view(), name="system-health"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/models/stats", system_views.StatsView.as_view(), name="catalog-stats"),
     path("api/models/", include("catalog.urls")),
     path("api/downloads/", include("downloads.urls")),
     path("api/deployments/", include("deployments.urls")),

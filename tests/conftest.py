@@ -4,6 +4,7 @@ import pytest
 
 from tests import world
 from tests.fakes.hub import FakeHub
+from tests.fakes.modelscope import FakeModelScope
 from tests.fakes.ollama_library import FakeOllamaLibrary
 from tests.fakes.registry import Registry, registry_available
 from tests.service import Service
@@ -12,6 +13,15 @@ from tests.service import Service
 @pytest.fixture(scope="session")
 def fake_hub() -> FakeHub:
     hub = world.populate_hub(FakeHub()).start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_modelscope() -> FakeModelScope:
+    hub = FakeModelScope()
+    world.populate_modelscope(hub)
+    hub.start()
     yield hub
     hub.stop()
 
@@ -43,11 +53,13 @@ def need_registry(registry) -> Registry:
 
 
 @pytest.fixture(scope="session")
-def sources_env(fake_hub, fake_library, registry) -> dict[str, str]:
-    """Environment pointing the service at the loopback stand-ins for Hugging Face and Ollama."""
+def sources_env(fake_hub, fake_modelscope, fake_library, registry) -> dict[str, str]:
+    """Environment pointing the service at the loopback stand-ins for Hugging Face, ModelScope and Ollama."""
     return {
         "HF_ENDPOINT": fake_hub.url,
         "HF_TOKEN": "",
+        "MODELSCOPE_ENDPOINT": fake_modelscope.url,
+        "MODELSCOPE_API_TOKEN": "",
         "LLM_MANAGER_OLLAMA_LIBRARY": fake_library.url,
         "LLM_MANAGER_OLLAMA_REGISTRY": registry.url if registry else "http://127.0.0.1:9",
     }

@@ -66,3 +66,18 @@ def populate_hub(hub: FakeHub) -> FakeHub:
 def populate_registry(registry) -> None:
     for tag in ("latest", "q4"):
         registry.push_ollama_model("tiny-test", tag, TINY_OLLAMA_LAYERS, TINY_OLLAMA_CONFIG)
+
+
+MODELSCOPE_TINY_REPO = "modelscope-org/tiny-llama-GGUF"
+
+
+def populate_modelscope(hub) -> None:
+    hub.add_repo("qwen/Qwen2-0.5B-Instruct",
+                 files={"config.json": b'{"model_type": "qwen2"}', "model.safetensors": DIALOGPT_WEIGHTS,
+                        "README.md": b"# Qwen2"},
+                 pipeline_tag="text-generation", tags=["qwen", "chat"], downloads=120000, likes=800,
+                 card_data={"license": "apache-2.0", "description": "通义千问 Qwen2 0.5B 指令模型"})
+    hub.add_repo("damo/nlp_structbert_backbone", files={"config.json": b"{}", "pytorch_model.bin": DIALOGPT_WEIGHTS[::-1]},
+                 pipeline_tag="fill-mask", tags=["structbert"], downloads=3000, likes=20,
+                 card_data={"description": "StructBERT, known only to the older API"})
+    hub.legacy_only.add("damo/nlp_structbert_backbone")

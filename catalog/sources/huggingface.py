@@ -1,61 +1,149 @@
-"""The Hugging Face Hub, through huggingface_hub at the configured HF_ENDPOINT."""
+"""The Hugging Face Hub, through huggingface_hub at the configured HF_ENDPOINT.
+
+Downloads land in the hub cache layout (`models--org--name/blobs/{etag}`, `snapshots/{commit}/{path}`
+relative symlinks, `refs/{revision}`), so `scan_cache_dir()`, transformers and vLLM find them offline.
+"""
 
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from huggingface_hub import HfApi, hf_hub_url
-from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    HFValidationError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 from huggingface_hub.hf_api import ModelInfo
+from huggingface_hub.utils import validate_repo_id
 
 from catalog.sources import (
+    Claim,
     DownloadPlan,
+    InvalidModelId,
+    ModelFiles,
+    ModelSource,
     RemoteFile,
     RemoteModel,
     RemoteModelGated,
     RemoteModelNotFound,
     SourceError,
+    StoredModel,
     format_parameters,
     readable_name,
 )
+from catalog.sources.repository import gguf_quantizations, snapshot_model_files
+from core.paths import InvalidFileName, inside, safe_relative_path
 
-SOURCE = "huggingface"
 # Search results carry these; `expand` cannot be combined with `full`/`cardData`.
 SEARCH_FIELDS = [
     "author", "cardData", "createdAt", "downloads", "gated", "gguf", "lastModified",
     "library_name", "likes", "pipeline_tag", "safetensors", "tags", "trendingScore",
 ]
 SORT_FIELDS = {"downloads": "downloads", "likes": "likes", "updated": "lastModified", "trending": "trendingScore"}
-GGUF_QUANT = re.compile(r"(?i)(?:^|[-_.])((?:I?Q\d(?:_[A-Z0-9]+)*)|F16|BF16|F32)\.gguf$")
 
 
-def api(timeout: float | None = None) -> HfApi:
+class HuggingFace(ModelSource):
+    name = "huggingface"
+    label = "Hugging Face"
+    default_revision = "main"
+    selects_files = True
+
+    def claims(self, model_id: str) -> Claim:
+        return Claim.LIKELY if "/" in model_id else Claim.NO
+
+    def canonical_id(self, model_id: str) -> str:
+        try:
+            validate_repo_id(model_id)
+        except HFValidationError as exc:
+            raise InvalidModelId(f"{model_id!r} is not a Hugging Face repository id: {exc}") from None
+        return model_id
+
+    def search(self, *, query: str = "", model_type: str = "", sort: str = "downloads",
+               limit: int = 50) -> list[RemoteModel]:
+        try:
+            models = _api().list_models(search=query or None, pipeline_tag=model_type or None,
+                                        sort=SORT_FIELDS.get(sort, "downloads"), limit=limit, expand=SEARCH_FIELDS)
+            return [to_remote_model(info) for info in models]
+        except HfHubHTTPError as exc:
+            raise SourceError(f"Hugging Face search failed: {exc}") from exc
+        except Exception as exc:  # connection errors, timeouts, bad payloads
+            raise SourceError(f"Hugging Face is unreachable: {exc}") from exc
+
+    def model_info(self, *, model_id: str) -> RemoteModel:
+        return to_remote_model(_fetch_info(model_id, None))
+
+    def download_plan(self, *, model_id: str, revision: str, include: list[str]) -> DownloadPlan:
+        """The files of a repository at a revision (all, or those matching `include` globs), with their hashes."""
+        info = _fetch_info(model_id, revision or self.default_revision)
+        commit = info.sha or revision
+        files = []
+        for sibling in info.siblings or []:
+            if include and not any(fnmatch.fnmatch(sibling.rfilename, pattern) for pattern in include):
+                continue
+            safe_relative_path(sibling.rfilename)  # refuse odd names before anything is written
+            digest = sibling.lfs.sha256 if sibling.lfs else ""
+            git_sha1 = "" if sibling.lfs else (sibling.blob_id or "")
+            files.append(RemoteFile(
+                path=sibling.rfilename,
+                url=hf_hub_url(model_id, sibling.rfilename, revision=commit, endpoint=settings.HF_ENDPOINT),
+                size=sibling.size or 0, sha256=digest, git_sha1=git_sha1,
+                destination=self._blob(model_id, digest or git_sha1)))
+        if not files:
+            raise RemoteModelNotFound(f"No file of {model_id} matches {include}" if include else f"{model_id} has no files")
+        return DownloadPlan(model_id=model_id, source=self.name, revision=commit, files=files,
+                            storage_path=self.repo_dir(model_id))
+
+    def authorization(self) -> str | None:
+        return f"Bearer {settings.HF_TOKEN}" if settings.HF_TOKEN else None
+
+    def put_in_place(self, *, model: StoredModel) -> None:
+        """Point `snapshots/{commit}/{path}` at each blob with a relative link, and `refs/{revision}` at the commit."""
+        repo_dir = self.repo_dir(model.model_id)
+        if not re.fullmatch(r"[0-9a-f]{40}", model.commit):
+            raise InvalidFileName(f"refused commit {model.commit!r}")
+        for file in model.files:
+            target = inside(repo_dir, repo_dir / "snapshots" / model.commit / safe_relative_path(file.path))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_symlink() or target.exists():
+                target.unlink()
+            target.symlink_to(os.path.relpath(file.destination, target.parent))
+        if model.revision and model.revision != model.commit:
+            ref = repo_dir / "refs" / safe_relative_path(model.revision)
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            ref.write_text(model.commit)
+
+    def model_files(self, *, model: StoredModel) -> ModelFiles:
+        snapshot = Path(model.storage_path) / "snapshots" / model.commit
+        return snapshot_model_files(model, snapshot, {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(self.hub_cache())})
+
+    def hub_cache(self) -> Path:
+        return self.root() / "hub"
+
+    def repo_dir(self, repo_id: str) -> Path:
+        return self.hub_cache() / f"models--{self.canonical_id(repo_id).replace('/', '--')}"
+
+    def _blob(self, repo_id: str, etag: str) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", etag):
+            raise InvalidFileName(f"refused blob id {etag!r}")
+        return self.repo_dir(repo_id) / "blobs" / etag
+
+
+def _api() -> HfApi:
     # huggingface_hub reads HF_ENDPOINT at import time: pass the setting explicitly.
     return HfApi(endpoint=settings.HF_ENDPOINT, token=settings.HF_TOKEN or False, library_name="llm-manager")
 
 
-def search(query: str = "", model_type: str = "", sort: str = "downloads", limit: int = 50) -> list[RemoteModel]:
-    try:
-        models = api().list_models(
-            search=query or None,
-            pipeline_tag=model_type or None,
-            sort=SORT_FIELDS.get(sort, "downloads"),
-            limit=limit,
-            expand=SEARCH_FIELDS,
-        )
-        return [to_remote_model(info) for info in models]
-    except HfHubHTTPError as exc:
-        raise SourceError(f"Hugging Face search failed: {exc}") from exc
-    except Exception as exc:  # connection errors, timeouts, bad payloads
-        raise SourceError(f"Hugging Face is unreachable: {exc}") from exc
-
-
 def _fetch_info(repo_id: str, revision: str | None) -> ModelInfo:
     try:
-        return api().model_info(repo_id, revision=revision, files_metadata=True)
+        return _api().model_info(repo_id, revision=revision, files_metadata=True)
     except GatedRepoError as exc:
         raise RemoteModelGated(f"{repo_id} is gated: a token with access is needed (HF_TOKEN)") from exc
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
@@ -64,32 +152,6 @@ def _fetch_info(repo_id: str, revision: str | None) -> ModelInfo:
         raise SourceError(f"Hugging Face answered an error for {repo_id}: {exc}") from exc
     except Exception as exc:
         raise SourceError(f"Hugging Face is unreachable: {exc}") from exc
-
-
-def model_info(repo_id: str, revision: str | None = None) -> RemoteModel:
-    return to_remote_model(_fetch_info(repo_id, revision))
-
-
-def download_plan(repo_id: str, revision: str = "main", include: list[str] | None = None) -> DownloadPlan:
-    """The files of a repository at a revision (all, or those matching `include` globs), with their hashes."""
-    info = _fetch_info(repo_id, revision)
-    commit = info.sha or revision
-    files = []
-    for sibling in info.siblings or []:
-        if include and not any(fnmatch.fnmatch(sibling.rfilename, pattern) for pattern in include):
-            continue
-        files.append(
-            RemoteFile(
-                path=sibling.rfilename,
-                url=hf_hub_url(repo_id, sibling.rfilename, revision=commit, endpoint=settings.HF_ENDPOINT),
-                size=sibling.size or 0,
-                sha256=sibling.lfs.sha256 if sibling.lfs else "",
-                git_sha1="" if sibling.lfs else (sibling.blob_id or ""),
-            )
-        )
-    if not files:
-        raise RemoteModelNotFound(f"No file of {repo_id} matches {include}" if include else f"{repo_id} has no files")
-    return DownloadPlan(model_id=repo_id, source=SOURCE, revision=commit, files=files)
 
 
 def _parameter_count(info: ModelInfo) -> int | None:
@@ -111,15 +173,6 @@ def _description(info: ModelInfo) -> str:
     return ""
 
 
-def gguf_quantizations(filenames: list[str]) -> list[str]:
-    found = []
-    for filename in filenames:
-        match = GGUF_QUANT.search(filename)
-        if match and match.group(1).upper() not in found:
-            found.append(match.group(1).upper())
-    return found
-
-
 def to_remote_model(info: ModelInfo) -> RemoteModel:
     details: dict[str, Any] = {"gated": info.gated or False, "library": info.library_name, "sha": info.sha}
     size_bytes = None
@@ -136,7 +189,7 @@ def to_remote_model(info: ModelInfo) -> RemoteModel:
     name = info.id.split("/")[-1]
     return RemoteModel(
         model_id=info.id,
-        source=SOURCE,
+        source=HuggingFace.name,
         name=readable_name(name),
         description=_description(info),
         model_type=info.pipeline_tag or "",
@@ -150,3 +203,6 @@ def to_remote_model(info: ModelInfo) -> RemoteModel:
         created_at=info.created_at,
         updated_at=info.last_modified,
     )
+
+
+SOURCE = HuggingFace()

@@ -1,27 +1,48 @@
 """The Ollama library (HTML pages at LLM_MANAGER_OLLAMA_LIBRARY) and registry (LLM_MANAGER_OLLAMA_REGISTRY).
 
-There is no search API: the library's listing, search and tags pages are read
+There is no search API: the library's listing, search and model pages are read
 with an HTML parser, using the `x-test-*` hooks of their markup. Sizes and
 details come from the registry: the manifest's layer sizes and the config blob.
+Downloads land in Ollama's own layout (`manifests/{host}/{namespace}/{model}/{tag}`, the raw manifest,
+and `blobs/sha256-{hex}`), so an Ollama daemon given the directory sees the model.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
+from django.db.models import QuerySet
 
-from catalog.sources import DownloadPlan, RemoteFile, RemoteModel, RemoteModelNotFound, SourceError
+from catalog.sources import (
+    Claim,
+    DownloadPlan,
+    InvalidModelId,
+    ModelFiles,
+    ModelSource,
+    RemoteFile,
+    RemoteModel,
+    RemoteModelNotFound,
+    SourceError,
+    StoredModel,
+)
+from core.paths import InvalidFileName, safe_relative_path
 
-SOURCE = "ollama"
 MANIFEST_ACCEPT = "application/vnd.docker.distribution.manifest.v2+json"
 NAME_PATTERN = re.compile(r"^(?:(?P<namespace>[a-z0-9][a-z0-9._-]*)/)?(?P<model>[a-z0-9][a-z0-9._-]*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?$")
 CAPABILITY_TYPES = ("embedding", "vision", "tools", "thinking")
+MODEL_MEDIA_TYPE = "application/vnd.ollama.image.model"
+TEMPLATE_MEDIA_TYPE = "application/vnd.ollama.image.template"
+_DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
+_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*(:\d{1,5})?$")
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 
 
@@ -39,9 +60,9 @@ class OllamaName:
 
 def parse_name(name: str) -> OllamaName:
     """`llama3.2:1b`, `library/llama3.2`, `user/model:tag` → its parts, with Ollama's defaults."""
-    match = NAME_PATTERN.match(name.strip())
-    if not match:
-        raise RemoteModelNotFound(f"{name!r} is not a valid Ollama model name")
+    match = NAME_PATTERN.match(name)
+    if not match or ".." in name:
+        raise InvalidModelId(f"{name!r} is not an Ollama model name ([namespace/]model[:tag])")
     return OllamaName(match["namespace"] or "library", match["model"], match["tag"] or "latest")
 
 
@@ -138,20 +159,47 @@ class LibraryPageParser(HTMLParser):
             entry.updated = text
 
 
-class TagsPageParser(HTMLParser):
-    """Collects the tags of `/library/{model}/tags`: links to `/library/{model}:{tag}`."""
+class ModelPageParser(HTMLParser):
+    """The model's own page, `/library/{model}`: its summary, capabilities, sizes, pulls and last update."""
 
-    def __init__(self, model: str):
+    HOOKS = ("x-test-capability", "x-test-size", "x-test-pull-count", "x-test-updated")
+
+    def __init__(self):
         super().__init__(convert_charrefs=True)
-        self.prefix = f"/library/{model}:"
-        self.tags: list[str] = []
+        self.entry = LibraryEntry()
+        self._capture: str | None = None
+        self._text: list[str] = []
 
     def handle_starttag(self, tag, attrs):
-        href = dict(attrs).get("href") or ""
-        if tag == "a" and href.startswith(self.prefix):
-            name = href[len(self.prefix):]
-            if name and name not in self.tags:
-                self.tags.append(name)
+        names = dict(attrs)
+        if tag == "span" and names.get("id") == "summary-content":
+            self._capture, self._text = "summary", []
+        if "x-test-model-name" in names and not self.entry.name:
+            self.entry.name = names.get("title") or ""
+        for hook in self.HOOKS:
+            if hook in names:
+                self._capture, self._text = hook, []
+
+    def handle_data(self, data):
+        if self._capture:
+            self._text.append(data)
+
+    def handle_endtag(self, tag):
+        if not self._capture or tag != "span":
+            return
+        text = " ".join("".join(self._text).split())
+        entry, what = self.entry, self._capture
+        self._capture = None
+        if what == "summary":
+            entry.description = entry.description or text
+        elif what == "x-test-capability":
+            entry.capabilities.append(text.lower())
+        elif what == "x-test-size":
+            entry.sizes.append(text.lower())
+        elif what == "x-test-pull-count":
+            entry.pulls = parse_pull_count(text)
+        elif what == "x-test-updated":
+            entry.updated = text
 
 
 def _get(url: str, **kwargs) -> httpx.Response:
@@ -175,7 +223,7 @@ def entry_to_remote_model(entry: LibraryEntry) -> RemoteModel:
     model_type = next((c for c in CAPABILITY_TYPES if c in entry.capabilities), "text")
     return RemoteModel(
         model_id=entry.name,
-        source=SOURCE,
+        source=Ollama.name,
         name=entry.name,
         description=entry.description,
         model_type=model_type,
@@ -187,7 +235,7 @@ def entry_to_remote_model(entry: LibraryEntry) -> RemoteModel:
     )
 
 
-def search(query: str = "", model_type: str = "", sort: str = "popular", limit: int = 50) -> list[RemoteModel]:
+def search_library(query: str, model_type: str, sort: str, limit: int) -> list[RemoteModel]:
     params = {"q": query} if query else {"sort": "newest" if sort == "updated" else "popular"}
     if model_type in CAPABILITY_TYPES:
         params["c"] = model_type
@@ -195,17 +243,6 @@ def search(query: str = "", model_type: str = "", sort: str = "popular", limit: 
     if model_type:
         models = [m for m in models if m.model_type == model_type or model_type in m.tags]
     return models[:limit]
-
-
-def list_tags(model: str) -> list[str]:
-    response = _get(f"{settings.OLLAMA_LIBRARY}/library/{model}/tags")
-    if response.status_code == 404:
-        raise RemoteModelNotFound(f"{model} is not in the Ollama library")
-    if response.status_code != 200:
-        raise SourceError(f"The Ollama library answered {response.status_code} for {model}")
-    parser = TagsPageParser(model)
-    parser.feed(response.text)
-    return parser.tags
 
 
 def fetch_manifest_bytes(name: OllamaName) -> bytes:
@@ -229,24 +266,6 @@ def blob_url(name: OllamaName, digest: str) -> str:
     return f"{settings.OLLAMA_REGISTRY}/v2/{name.namespace}/{name.model}/blobs/{digest}"
 
 
-def download_plan(model_id: str) -> DownloadPlan:
-    """The config blob and layers of `model[:tag]`, each verified by its sha256 digest."""
-    name = parse_name(model_id)
-    raw = fetch_manifest_bytes(name)
-    try:
-        manifest = json.loads(raw)
-        blobs = [manifest["config"], *manifest.get("layers", [])]
-        files = [
-            RemoteFile(path=blob["digest"], url=blob_url(name, blob["digest"]), size=int(blob["size"]),
-                       sha256=str(blob["digest"]).removeprefix("sha256:"), media_type=blob.get("mediaType", ""))
-            for blob in blobs
-        ]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SourceError(f"The Ollama registry sent a manifest we cannot read for {model_id}: {exc}") from exc
-    return DownloadPlan(model_id=name.model_id, source=SOURCE, revision=name.tag, files=files, manifest=raw,
-                        registry_host=urlsplit(settings.OLLAMA_REGISTRY).netloc)
-
-
 def fetch_blob_json(name: OllamaName, digest: str) -> dict:
     response = _get(blob_url(name, digest))
     if response.status_code != 200:
@@ -257,49 +276,136 @@ def fetch_blob_json(name: OllamaName, digest: str) -> dict:
         return {}
 
 
-def model_info(model_id: str) -> RemoteModel:
-    """A `model[:tag]` from the registry (size, family, quantization), described by the library when it answers."""
-    name = parse_name(model_id)
-    manifest = fetch_manifest(name)
-    layers = manifest.get("layers") or []
-    config = fetch_blob_json(name, manifest["config"]["digest"]) if manifest.get("config") else {}
-    size = sum(int(layer.get("size") or 0) for layer in layers) + int((manifest.get("config") or {}).get("size") or 0)
-    family = config.get("model_family") or ""
-    details = {
-        "family": family,
-        "families": config.get("model_families") or ([family] if family else []),
-        "format": config.get("model_format") or "",
-        "quantization": config.get("file_type") or "",
-        "layers": [{"media_type": layer.get("mediaType"), "digest": layer.get("digest"), "size": layer.get("size")}
-                   for layer in layers],
-    }
-    model = RemoteModel(
-        model_id=name.model_id,
-        source=SOURCE,
-        name=name.model_id,
-        model_type="text",
-        parameters=str(config.get("model_type") or "").upper(),
-        size_bytes=size,
-        tags=[t for t in (family, details["quantization"].lower()) if t],
-        details=details,
-    )
-    _describe_from_library(model, name)
-    return model
+def library_page(model: str) -> LibraryEntry | None:
+    """What the library's page of `model` says of it; None where there is no such page."""
+    response = _get(f"{settings.OLLAMA_LIBRARY}/library/{model}")
+    if response.status_code == 404:
+        return None
+    if response.status_code != 200:
+        raise SourceError(f"The Ollama library answered {response.status_code} for {model}")
+    parser = ModelPageParser()
+    parser.feed(response.text)
+    parser.entry.name = parser.entry.name or model
+    return parser.entry
 
 
-def _describe_from_library(model: RemoteModel, name: OllamaName) -> None:
-    if name.namespace != "library":
-        return
+class Ollama(ModelSource):
+    name = "ollama"
+    label = "Ollama"
+    trending_sort = "downloads"  # the library's order is by pulls
+
+    def claims(self, model_id: str) -> Claim:
+        if ":" in model_id:
+            return Claim.CERTAIN
+        return Claim.LIKELY if "/" not in model_id else Claim.NO
+
+    def canonical_id(self, model_id: str) -> str:
+        return parse_name(model_id).model_id
+
+    def search(self, *, query: str = "", model_type: str = "", sort: str = "downloads",
+               limit: int = 50) -> list[RemoteModel]:
+        return search_library(query, model_type, sort, limit)
+
+    def model_info(self, *, model_id: str) -> RemoteModel:
+        """A `model[:tag]` from the registry (size, family, quantization), merged with what its library page says
+        (description, pulls, capabilities, last update) when the library has one."""
+        name = parse_name(model_id)
+        manifest = fetch_manifest(name)
+        layers = manifest.get("layers") or []
+        config = fetch_blob_json(name, manifest["config"]["digest"]) if manifest.get("config") else {}
+        size = sum(int(layer.get("size") or 0) for layer in layers) + int((manifest.get("config") or {}).get("size") or 0)
+        family = config.get("model_family") or ""
+        details = {
+            "family": family,
+            "families": config.get("model_families") or ([family] if family else []),
+            "format": config.get("model_format") or "",
+            "quantization": config.get("file_type") or "",
+            "layers": [{"media_type": layer.get("mediaType"), "digest": layer.get("digest"), "size": layer.get("size")}
+                       for layer in layers],
+        }
+        model = RemoteModel(model_id=name.model_id, source=self.name, name=name.model_id, model_type="text",
+                            parameters=str(config.get("model_type") or "").upper(), size_bytes=size,
+                            tags=[t for t in (family, details["quantization"].lower()) if t], details=details)
+        if name.namespace == "library":
+            _merge_library_page(model, name)
+        return model
+
+    def download_plan(self, *, model_id: str, revision: str, include: list[str]) -> DownloadPlan:
+        """The config blob and layers of `model[:tag]`, each verified by its sha256 digest."""
+        name = parse_name(model_id)
+        raw = fetch_manifest_bytes(name)
+        try:
+            manifest = json.loads(raw)
+            blobs = [manifest["config"], *manifest.get("layers", [])]
+            files = [
+                RemoteFile(path=blob["digest"], url=blob_url(name, blob["digest"]), size=int(blob["size"]),
+                           sha256=str(blob["digest"]).removeprefix("sha256:"), media_type=blob.get("mediaType", ""),
+                           destination=self._blob(blob["digest"]))
+                for blob in blobs
+            ]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SourceError(f"The Ollama registry sent a manifest we cannot read for {model_id}: {exc}") from exc
+        return DownloadPlan(model_id=name.model_id, source=self.name, revision=name.tag, files=files, manifest=raw,
+                            storage_path=self._manifest_path(urlsplit(settings.OLLAMA_REGISTRY).netloc, name))
+
+    def put_in_place(self, *, model: StoredModel) -> None:
+        manifest = Path(model.storage_path)
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        manifest.write_text(model.manifest)
+
+    def remove(self, *, model: StoredModel, in_use: Callable[[Path], bool]) -> list[str]:
+        """Blobs are shared between models: those another download holds stay."""
+        removed = []
+        for file in model.files:
+            if file.destination and not in_use(Path(file.destination)):
+                Path(file.destination).unlink(missing_ok=True)
+                removed.append(file.destination)
+        if model.storage_path:
+            Path(model.storage_path).unlink(missing_ok=True)
+            removed.append(model.storage_path)
+        return removed
+
+    def model_files(self, *, model: StoredModel) -> ModelFiles:
+        model_layer = next((f for f in model.files if f.media_type == MODEL_MEDIA_TYPE), None)
+        if model_layer is None:
+            raise RemoteModelNotFound(f"{model.model_id} has no model layer")
+        template = next((f for f in model.files if f.media_type == TEMPLATE_MEDIA_TYPE), None)
+        return ModelFiles(model_id=model.model_id, source=self.name, format="gguf",
+                          path=Path(model_layer.destination), weights_bytes=model_layer.size,
+                          go_chat_template=Path(template.destination).read_text(errors="replace") if template else "")
+
+    def categories(self, entries: QuerySet) -> list[tuple[str, int]]:
+        """Capabilities (tools, vision, embedding, thinking; text when none), as the library lists them."""
+        counts = Counter(capability for details in entries.values_list("details", flat=True)
+                         for capability in (details or {}).get("capabilities") or ["text"])
+        return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+    def _blob(self, digest: str) -> Path:
+        match = _DIGEST.match(digest)
+        if not match:
+            raise InvalidFileName(f"refused digest {digest!r}")
+        return self.root() / "blobs" / f"sha256-{match[1]}"
+
+    def _manifest_path(self, registry_host: str, name: OllamaName) -> Path:
+        if not _HOST.match(registry_host):
+            raise InvalidFileName(f"refused registry host {registry_host!r}")
+        parts = [str(safe_relative_path(part)) for part in (name.namespace, name.model, name.tag)]
+        return self.root() / "manifests" / registry_host / Path(*parts)
+
+
+def _merge_library_page(model: RemoteModel, name: OllamaName) -> None:
     try:
-        entries = _library_entries("/library", {"q": name.model})
+        entry = library_page(name.model)
     except SourceError:
         return  # the registry alone is enough to describe the model
-    for entry in entries:
-        if entry.name == name.model:
-            described = entry_to_remote_model(entry)
-            model.description = described.description
-            model.model_type = described.model_type
-            model.downloads = described.downloads
-            model.tags = list(dict.fromkeys([*described.tags, *model.tags]))
-            model.details["capabilities"] = described.details["capabilities"]
-            return
+    if entry is None:
+        return
+    described = entry_to_remote_model(entry)
+    model.description = described.description or model.description
+    model.model_type = described.model_type
+    model.downloads = described.downloads
+    model.tags = list(dict.fromkeys([*described.tags, *model.tags]))
+    model.details.update(capabilities=entry.capabilities, sizes=entry.sizes, updated=entry.updated)
+
+
+SOURCE = Ollama()

@@ -2,31 +2,17 @@
 
 An adapter knows which model formats it serves, whether it is installed (and what to
 install if not), the argv and environment that start it, and the path that answers once
-the model is loaded. Adding an engine is adding a module here.
+the model is loaded. It takes the model as its source hands it on (`ModelFiles`, whose `env`
+the engine's environment carries). Adding an engine is adding a module here.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
-
-@dataclass
-class ModelFiles:
-    """A downloaded model as an engine needs it."""
-
-    model_id: str
-    source: str
-    format: str  # "gguf" or "safetensors" (which also covers PyTorch .bin weights)
-    path: Path  # the GGUF file, or the snapshot directory
-    weights_bytes: int
-    chat_template: str = ""  # Ollama's template layer, when there is one
-    # A tokenizer_config.json carrying that template as Jinja, for a GGUF that has no template of its own.
-    chat_template_file: Path | None = None
-    config: dict = field(default_factory=dict)  # config.json of a Hugging Face model
+from catalog.sources import ModelFiles
+from core.plugins import discover
 
 
 @dataclass
@@ -57,16 +43,7 @@ class Engine:
     needs_gpu: bool = False
 
 
-def _discover() -> dict[str, Engine]:
-    engines = {}
-    for module_info in pkgutil.iter_modules(__path__):
-        engine = getattr(importlib.import_module(f"{__name__}.{module_info.name}"), "ENGINE", None)
-        if isinstance(engine, Engine):
-            engines[engine.name] = engine
-    return engines
-
-
-ENGINES: dict[str, Engine] = _discover()
+ENGINES: dict[str, Engine] = discover(__name__, __path__, "ENGINE", Engine)
 
 
 def choose(model: ModelFiles, requested: str | None, gpu: bool) -> Engine:

@@ -30,7 +30,7 @@ def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
     if model.chat_template_file:
         argv += ["--chat_format", "hf-tokenizer-config", "--hf_tokenizer_config_path", str(model.chat_template_file)]
     # No /health here: the port opens once the model is loaded, and /v1/models answers.
-    return Launch(argv=argv, env={}, probe_path="/v1/models", model_name=request.served_name)
+    return Launch(argv=argv, env=dict(model.env), probe_path="/v1/models", model_name=request.served_name)
 
 
 ENGINE = Engine(name="llama.cpp", formats=("gguf",), missing=missing, launch=launch)

@@ -7,8 +7,6 @@ import shutil
 import sys
 from pathlib import Path
 
-from django.conf import settings
-
 from deployments.engines import Engine, Launch, LaunchRequest, ModelFiles
 
 
@@ -26,7 +24,8 @@ def missing(gpu: bool) -> str | None:
 def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
     argv = [_cli() or "transformers", "serve", str(model.path), "--host", request.host, "--port", str(request.port),
             "--device", "cuda" if request.gpu else "cpu"]
-    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(settings.MODELS_DIR / "huggingface" / "hub")}
+    # The model is on disk: the engine never asks a hub (the source's env says where its cache is).
+    env = {**model.env, "HF_HUB_OFFLINE": "1"}
     # The preloaded model answers to its directory, as given; any other name would be fetched from a hub.
     return Launch(argv=argv, env=env, probe_path="/health", model_name=str(model.path))
 

@@ -7,8 +7,6 @@ import shutil
 import sys
 from pathlib import Path
 
-from django.conf import settings
-
 from deployments.engines import Engine, Launch, LaunchRequest, ModelFiles
 
 
@@ -38,7 +36,8 @@ def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
     ]
     if request.max_model_len:
         argv += ["--max-model-len", str(request.max_model_len)]
-    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(settings.MODELS_DIR / "huggingface" / "hub")}
+    # The model is on disk: the engine never asks a hub (the source's env says where its cache is).
+    env = {**model.env, "HF_HUB_OFFLINE": "1"}
     return Launch(argv=argv, env=env, probe_path="/health", model_name=request.served_name)
 
 

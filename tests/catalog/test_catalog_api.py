@@ -146,6 +146,39 @@ def test_info_for_an_ollama_model_tag_reads_the_registry(api, need_registry):
     assert data["description"] == "A tiny llama for the tests, with a GGUF that really loads."
 
 
+def test_ollama_info_merges_the_library_page_with_the_registry(api, need_registry, fake_library):
+    """A model the library's search does not list still gets its page's description, pulls and capabilities."""
+    from tests.fakes.ollama_library import LibraryModel
+
+    need_registry.push_ollama_model("tiny-unlisted", "latest", world.TINY_OLLAMA_LAYERS, world.TINY_OLLAMA_CONFIG)
+    fake_library.models["tiny-unlisted"] = LibraryModel(
+        "tiny-unlisted", "Only its own page describes it.", ["tools"], ["15m"], pulls="1.5K", updated="3 days ago",
+        listed=False)
+    try:
+        assert "tiny-unlisted" not in fake_library.page("/library?q=tiny-unlisted")[1]
+        data = assert_success(api.get("/api/models/tiny-unlisted/info", params={"source": "ollama"}))
+    finally:
+        del fake_library.models["tiny-unlisted"]
+    assert data["id"] == "tiny-unlisted:latest"
+    assert data["description"] == "Only its own page describes it."
+    assert data["downloads"] == 1500 and data["model_type"] == "tools"
+    assert data["details"]["capabilities"] == ["tools"] and data["details"]["updated"] == "3 days ago"
+    assert data["details"]["quantization"] == "Q4_K_M"  # the registry's part
+
+
+def test_the_model_page_parser_reads_a_real_ollama_model_page():
+    if not SHARED_FIXTURES.exists():
+        pytest.skip(f"the captured ollama.com pages are not at {SHARED_FIXTURES}")
+    from catalog.sources.ollama import ModelPageParser
+
+    parser = ModelPageParser()
+    parser.feed((SHARED_FIXTURES / "models" / "magistral" / "details.html").read_text())
+    assert parser.entry.name == "magistral"
+    assert parser.entry.description == "Magistral is a small, efficient reasoning model with 24B parameters."
+    assert parser.entry.pulls == 221_000 and parser.entry.updated == "1 month ago"
+    assert parser.entry.sizes == ["24b"]
+
+
 def test_info_of_unknown_and_gated_models(api):
     assert_error(api.get("/api/models/nobody/nothing/info"), 404, "MODEL_NOT_FOUND")
     assert_error(api.get("/api/models/no-such-model:7b/info"), 404, "MODEL_NOT_FOUND")
@@ -199,7 +232,7 @@ def test_trending_orders_and_limits(api):
     assert [i["downloads"] for i in ollama] == sorted([i["downloads"] for i in ollama], reverse=True)
     assert ollama[0]["id"] == "nomic-embed-text"
     mixed = assert_success(api.get("/api/models/trending"))["items"]
-    assert len(mixed) == 10 and {i["source"] for i in mixed} == {"huggingface", "ollama"}
+    assert len(mixed) == 10 and {i["source"] for i in mixed} == {"huggingface", "modelscope", "ollama"}
     for limit in ("51", "0", "ten"):
         assert_error(api.get("/api/models/trending", params={"limit": limit}), 400, "VALIDATION_ERROR")
 
@@ -210,7 +243,7 @@ def test_stats_count_the_catalog(api):
     assert data["by_source"]["huggingface"] >= 32
     assert data["by_type"]["huggingface"]["fill-mask"] == 15
     assert data["total"] == sum(data["by_source"].values())
-    assert set(data["last_sync"]) == {"huggingface", "ollama"}
+    assert set(data["last_sync"]) == set(data["by_source"]) == {"huggingface", "modelscope", "ollama"}
 
 
 def test_sync_job_runs_on_a_real_worker(api):
@@ -227,7 +260,7 @@ def test_sync_job_runs_on_a_real_worker(api):
     stats = assert_success(api.get("/api/models/stats"))
     assert stats["last_sync"]["huggingface"]["status"] == "completed"
     both = assert_success(api.post("/api/models/sync"), 202)
-    assert [job["source"] for job in both["jobs"]] == ["huggingface", "ollama"]
+    assert [job["source"] for job in both["jobs"]] == ["huggingface", "modelscope", "ollama"]
     assert_error(api.post("/api/models/sync", json={"source": "nowhere"}), 400, "INVALID_SOURCE")
     assert_error(api.post("/api/models/sync", json={"limit": 0}), 400, "VALIDATION_ERROR")
     assert_error(api.get("/api/models/sync/999999"), 404, "NOT_FOUND")

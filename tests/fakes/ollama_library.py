@@ -3,7 +3,10 @@
 Listing and search pages hold `li[x-test-model]` entries with `[x-test-model-title]`
 (its `title` is the name), the description `<p>`, `[x-test-capability]`,
 `[x-test-size]`, `[x-test-pull-count]`, `[x-test-tag-count]` and `[x-test-updated]`;
-tags pages link each tag as `/library/{model}:{tag}`. With `fixtures_dir` it serves
+tags pages link each tag as `/library/{model}:{tag}`; a model's own page `/library/{model}` carries
+`[x-test-model-name]`, the summary in `span#summary-content` and the same capability, size, pull-count
+and updated hooks. A model made with `listed=False` has its page but is in no listing or search, as
+happens on the real site to models a search ranks low. With `fixtures_dir` it serves
 the captured pages of the real site instead (see ../shared/fixtures/ollama-com).
 """
 
@@ -28,6 +31,7 @@ class LibraryModel:
     pulls: str = "1K"
     tags: list[str] = field(default_factory=lambda: ["latest"])
     updated: str = "2 weeks ago"
+    listed: bool = True
 
 
 def _entry(model: LibraryModel) -> str:
@@ -56,6 +60,22 @@ def listing_page(models: list[LibraryModel]) -> str:
     entries = "".join(_entry(model) for model in models)
     return f"""<!doctype html><html><head><title>Ollama Library</title></head><body>
     <div x-test-repos id="repo"><ul role="list" class="grid grid-cols-1 gap-y-3">{entries}</ul></div></body></html>"""
+
+
+def model_page(model: LibraryModel) -> str:
+    hooks = "".join(f'<span x-test-capability class="rounded-md px-2">{html.escape(c)}</span>' for c in model.capabilities)
+    hooks += "".join(f'<span x-test-size class="rounded-md px-2">{html.escape(s)}</span>' for s in model.sizes)
+    return f"""<!doctype html><html><head><title>{html.escape(model.name)}</title>
+    <meta name="description" content="{html.escape(model.description)}"/></head><body><main>
+    <div class="flex"><a x-test-model-name href="/library/{html.escape(model.name)}" title="{html.escape(model.name)}">
+    {html.escape(model.name)}</a></div>
+    <p class="flex space-x-5"><span><span x-test-pull-count>{model.pulls}</span> Downloads</span>
+    <span>Updated <span x-test-updated>{model.updated}</span></span></p>
+    <div id="summary" class="flex flex-col"><h2 id="summary-display"><span id="summary-content">
+      {html.escape(model.description)}
+    </span></h2><div id="summary-edit-form" class="hidden"><form><textarea name="summary">{html.escape(model.description)}
+    </textarea></form></div></div>
+    <div class="flex flex-wrap space-x-2">{hooks}</div></main></body></html>"""
 
 
 def tags_page(model: LibraryModel) -> str:
@@ -117,7 +137,7 @@ class FakeOllamaLibrary:
         if self.fixtures_dir:
             return self._fixture_page(path, query)
         if path in ("/library", "/search"):
-            models = list(self.models.values())
+            models = [model for model in self.models.values() if model.listed]
             if "q" in query:
                 needle = query["q"][0].lower()
                 models = [m for m in models if needle in m.name.lower() or needle in m.description.lower()]
@@ -127,6 +147,9 @@ class FakeOllamaLibrary:
         if path.startswith("/library/") and path.endswith("/tags"):
             model = self.models.get(path[len("/library/"):-len("/tags")])
             return (200, tags_page(model)) if model else (404, "<html>Not found</html>")
+        if path.startswith("/library/"):
+            model = self.models.get(path[len("/library/"):])
+            return (200, model_page(model)) if model else (404, "<html>Not found</html>")
         return 404, "<html>Not found</html>"
 
     def _fixture_page(self, path: str, query: dict) -> tuple[int, str]:
@@ -140,5 +163,8 @@ class FakeOllamaLibrary:
             return 200, (root / "library" / f"listing-{sort}.html").read_text()
         if path.startswith("/library/") and path.endswith("/tags"):
             file = root / "models" / path[len("/library/"):-len("/tags")] / "tags.html"
+            return (200, file.read_text()) if file.exists() else (404, "<html>Not found</html>")
+        if path.startswith("/library/"):
+            file = root / "models" / path[len("/library/"):] / "details.html"
             return (200, file.read_text()) if file.exists() else (404, "<html>Not found</html>")
         return 404, "<html>Not found</html>"

@@ -6,23 +6,22 @@ from django.core.management.base import BaseCommand, CommandError
 
 from catalog import services
 from catalog.models import SyncJob
+from catalog.sources import SOURCES
 
 
 class Command(BaseCommand):
     help = "Fetch models from the sources into the local catalog, showing progress."
 
     def add_arguments(self, parser):
-        parser.add_argument("--source", choices=list(services.SOURCES), help="one source (default: all)")
+        parser.add_argument("--source", choices=list(SOURCES), help="one source (default: all)")
         parser.add_argument("--limit", type=int, default=100, help="models per source (default 100)")
 
     def handle(self, *args, source: str | None, limit: int, **options):
         if limit < 1:
             raise CommandError("--limit must be at least 1")
         failed = False
-        for name in services.SOURCES:
-            if source and name != source:
-                continue
-            job = SyncJob.objects.create(source=name, limit=limit)
+        for job in services.create_sync_jobs(source=source, limit=limit, dispatch=False):
+            name = job.source
             job = services.run_sync_job(job.id, progress=self._bar(name))
             self.stdout.write("")
             if job.status == SyncJob.Status.FAILED:

@@ -10,10 +10,11 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from deployments import services
+from catalog.sources import SOURCES
+from core.api import ApiError
+from deployments import services, supervisor
 from deployments.engines import ENGINES
 from deployments.models import DeploymentStatus
-from llm_manager.api import ApiError
 
 
 class Command(BaseCommand):
@@ -21,7 +22,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("model_id")
-        parser.add_argument("--source", required=True, choices=["huggingface", "ollama"])
+        parser.add_argument("--source", required=True, choices=list(SOURCES))
         parser.add_argument("--engine", choices=sorted(ENGINES))
         parser.add_argument("--port", type=int)
         parser.add_argument("--max-model-len", type=int)
@@ -29,14 +30,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, model_id, source, engine, port, max_model_len, force, **options):
         try:
-            deployment = services.start_deployment(model_id, source, port, 0.9, max_model_len, engine=engine,
-                                                   force=force)
+            deployment = services.start_deployment(model_id=model_id, model_source=source, port=port,
+                                                   max_model_len=max_model_len, engine=engine, force=force)
         except ApiError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from None
         self.stdout.write(f"{deployment.id}: {deployment.engine} starting on port {deployment.port}")
         deadline = time.monotonic() + settings.ENGINE_READY_TIMEOUT
         while time.monotonic() < deadline:
-            services.supervise()
+            supervisor.supervise()
             deployment.refresh_from_db()
             if deployment.status != DeploymentStatus.STARTING:
                 break

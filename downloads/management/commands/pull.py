@@ -1,4 +1,4 @@
-"""`manage.py pull MODEL_ID --source huggingface|ollama [--revision] [--include]`: download in the foreground.
+"""`manage.py pull MODEL_ID --source SOURCE [--revision] [--include]`: download in the foreground.
 
 It uses the same tasks, files and resume state as the service: a pull interrupted with
 Ctrl-C is paused and continues from its bytes on the next pull, or from the API. A task
@@ -11,9 +11,11 @@ import threading
 
 from django.core.management.base import BaseCommand, CommandError
 
-from downloads import selectors, services
+from catalog.sources import SOURCES
+from core.api import ApiError
+from downloads import jobs, queue, services
+from downloads import serializers as shapes
 from downloads.models import DownloadStatus, DownloadTask
-from llm_manager.api import ApiError
 
 
 class Command(BaseCommand):
@@ -21,19 +23,20 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("model_id")
-        parser.add_argument("--source", required=True, choices=list(services.SOURCES))
-        parser.add_argument("--revision", default="main")
+        parser.add_argument("--source", required=True, choices=list(SOURCES))
+        parser.add_argument("--revision", default="", help="branch, tag or commit (default: the source's)")
         parser.add_argument("--include", action="append", default=[], help="glob of files to fetch (repeatable)")
 
     def handle(self, *args, model_id: str, source: str, revision: str, include: list[str], **options):
         try:
-            task, _ = services.start_download(model_id, source, revision, include, dispatch=False)
+            task, _ = services.start_download(model_id=model_id, source=source, revision=revision, include=include,
+                                              dispatch=False)
             if task.status in (DownloadStatus.PAUSED, DownloadStatus.FAILED):
-                task = services.act(task.id, "resume")
+                task = services.act(task_id=task.id, action="resume")
         except ApiError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from None
-        claimed = services.claim(task.id)
-        runner = threading.Thread(target=services.run_download, args=(claimed.id, claimed.lease), daemon=True) \
+        claimed = queue.claim(task.id)
+        runner = threading.Thread(target=jobs.run_download, args=(claimed.id, claimed.lease), daemon=True) \
             if claimed else None
         if runner:
             runner.start()
@@ -46,7 +49,7 @@ class Command(BaseCommand):
                     break
                 (runner.join(0.5) if runner else threading.Event().wait(0.5))
         except KeyboardInterrupt:
-            services.act(task.id, "pause")
+            services.act(task_id=task.id, action="pause")
             if runner:
                 runner.join(5)
             raise CommandError("interrupted: the download is paused; pull again to continue") from None
@@ -60,8 +63,8 @@ class Command(BaseCommand):
         filled = int(width * task.progress / 100)
         self.stdout.write(
             f"\r{task.model_id} [{'#' * filled}{'.' * (width - filled)}] {task.progress:5.1f}% "
-            f"{selectors.human_size(task.downloaded_bytes)}/{selectors.human_size(task.total_bytes)} "
-            f"{selectors.human_size(task.speed_bps)}/s  ",
+            f"{shapes.human_size(task.downloaded_bytes)}/{shapes.human_size(task.total_bytes)} "
+            f"{shapes.human_size(task.speed_bps)}/s  ",
             ending="",
         )
         self.stdout.flush()

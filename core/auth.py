@@ -18,7 +18,7 @@ from django.contrib.auth import aget_user
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 
-from llm_manager.api import error_json
+from core.api import error_json
 
 PROTECTED_PREFIXES = ("/api/", "/v1/", "/ws/")
 OPEN_PATHS = frozenset({"/health", "/api/health"})

@@ -3,7 +3,7 @@
 Under ASGI each of the admin's middlewares (security, sessions, common, CSRF, auth,
 messages, clickjacking) costs thread hops on every request; the JSON API needs none of
 them. The API-key check resolves an operator's session itself, only when a request
-carries no key (see llm_manager.auth).
+carries no key (see core.auth).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ LEAN_PREFIXES = ("/api/", "/v1/", "/health")
 PROXY_PREFIXES = ("/v1/", "/api/chat/", "/api/completions/")
 # Pages for people, not programs: the full stack (trailing-slash redirects, security headers).
 FULL_STACK_PREFIXES = ("/api/docs", "/api/schema")
-LEAN_MIDDLEWARE = ["llm_manager.auth.ApiKeyMiddleware"]
+LEAN_MIDDLEWARE = ["core.auth.ApiKeyMiddleware"]
 
 
 def is_lean(path: str) -> bool:

@@ -12,7 +12,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
 from inference import console as playground
-from llm_manager.system.services import dashboard_figures
+from system.selectors import dashboard_figures
 
 
 class ConsoleAdminSite(admin.AdminSite):

@@ -4,7 +4,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
-from llm_manager.api import error_json
+from core.api import error_json
 
 
 def _is_api(request: HttpRequest) -> bool:

@@ -10,9 +10,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from llm_manager.api import ApiError
+from core.api import ApiError
 
 
 def service_action(name: str, operation: Callable[[str], object], noun: str, description: str = ""):
@@ -71,3 +72,11 @@ def row_buttons(url_name: str, pk: str, actions: list[str], enabled: Callable[[s
 def console_page(request: HttpRequest, site, template: str, title: str, **context) -> TemplateResponse:
     """A page of the console, inside the admin's frame (header, navigation, messages)."""
     return TemplateResponse(request, template, {**site.each_context(request), "title": title, **context})
+
+
+def redirect_back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
+    """Back to the page a form was posted from (its `next` field), if it is one of ours."""
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = fallback
+    return HttpResponseRedirect(target or fallback)

@@ -1,4 +1,5 @@
-"""System endpoints: liveness in the contract's bare shapes, host figures in the envelope."""
+"""System endpoints: liveness in the contract's bare shapes, host figures and the catalog's statistics in the
+envelope."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from llm_manager import __version__
-from llm_manager.api import success
-from llm_manager.system import services
+from core import __version__, host
+from core.api import success, utc_timestamp
+from system import selectors
 
 
 class ServiceHealthView(APIView):
@@ -44,16 +45,26 @@ class ApiHealthView(APIView):
 class ResourcesView(APIView):
     @extend_schema(summary="CPU, memory, data-dir disk and NVIDIA GPU figures")
     def get(self, request):
-        return success(services.resources())
+        return success(host.resources())
 
 
 class LoadView(APIView):
     @extend_schema(summary="Load averages (absolute and per core), process count, boot time and uptime")
     def get(self, request):
-        return success(services.load())
+        return success(host.load())
 
 
 class SystemHealthView(APIView):
     @extend_schema(summary="Overall health with one entry per check (database, workers, disk, memory)")
     def get(self, request):
-        return success(services.health())
+        return success(host.health())
+
+
+class StatsView(APIView):
+    @extend_schema(summary="Catalog counts, favorites, downloaded models and last sync per source")
+    def get(self, request):
+        data = selectors.catalog_stats()
+        for outcome in data["last_sync"].values():
+            if outcome:
+                outcome["finished_at"] = utc_timestamp(outcome["finished_at"])
+        return success(data)

@@ -16,9 +16,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from deployments.services import supervise
-from downloads.services import recover_interrupted_downloads
-from llm_manager.system.services import refresh_query_planner_statistics
+from core.host import refresh_query_planner_statistics
+from deployments.supervisor import supervise
+from downloads.queue import recover_interrupted_downloads
 
 STOP_GRACE_SECONDS = 10
 WORKER_RESTART_DELAY_SECONDS = 2

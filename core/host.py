@@ -1,4 +1,5 @@
-"""Host figures and health checks, read with psutil and NVML; no call blocks to sample."""
+"""Probes of the host and the service's infrastructure: CPU, memory, disk and GPUs (psutil, NVML), the database,
+the worker cluster. Nothing here knows the apps above; no call blocks to sample."""
 
 from __future__ import annotations
 
@@ -8,11 +9,6 @@ from typing import Any
 import psutil
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count
-
-from catalog.models import CatalogModel
-from deployments.models import Deployment
-from downloads.models import DownloadTask
 
 GB = 1024**3
 
@@ -160,18 +156,3 @@ def refresh_query_planner_statistics() -> None:
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA analysis_limit=1000")
             cursor.execute("ANALYZE")
-
-
-def dashboard_figures() -> dict[str, Any]:
-    """What the console's dashboard shows: the machine, and how many of each thing are in which state."""
-    def counts(queryset, field: str) -> dict[str, int]:
-        return {row[field]: row["n"] for row in queryset.values(field).annotate(n=Count("pk")).order_by(field)}
-
-    return {
-        "health": health(),
-        "resources": resources(),
-        "load": load(),
-        "catalog": counts(CatalogModel.objects.all(), "source"),
-        "downloads": counts(DownloadTask.objects.all(), "status"),
-        "deployments": counts(Deployment.objects.all(), "status"),
-    }

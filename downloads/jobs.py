@@ -1,0 +1,208 @@
+"""The worker job: plan if needed, then fetch, verify and place each file of a task, then record the model.
+
+It runs in a django-q2 worker (or in the `pull` command's thread) while it holds the task's lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+from catalog import services as catalog
+from catalog.sources import InvalidModelId, RemoteModelGated, RemoteModelNotFound, SourceError
+from core.api import ApiError
+from core.paths import InvalidFileName
+from downloads import selectors, storage
+from downloads.models import DownloadFile, DownloadStatus, DownloadTask
+from downloads.planning import apply_plan, fetch_plan
+from downloads.queue import dispatch_queue
+from downloads.transfer import (
+    FileTransfer,
+    TransferFailed,
+    TransferSettings,
+    TransferStopped,
+    checkpoint_path,
+    file_digest,
+    load_checkpoint,
+    same_layout,
+    split_into_parts,
+)
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_SECONDS = 0.5  # at most two progress writes a second
+
+
+def transfer_settings() -> TransferSettings:
+    return TransferSettings(
+        part_count=settings.DOWNLOAD_PARTS,
+        part_threshold=settings.DOWNLOAD_PART_THRESHOLD_MB * 1024 * 1024,
+        stall_seconds=settings.DOWNLOAD_STALL_SECONDS,
+        backoff_seconds=settings.DOWNLOAD_RETRY_BACKOFF_SECONDS,
+        receive_buffer_bytes=settings.DOWNLOAD_RECEIVE_BUFFER_KB * 1024,
+    )
+
+
+class _Progress:
+    """Persists a running task's progress at most twice a second, and notices when it must stop."""
+
+    def __init__(self, task: DownloadTask):
+        self.task = task
+        self.samples: deque[tuple[float, int]] = deque(maxlen=10)
+        self.last_write = 0.0
+
+    def done_bytes(self, current: DownloadFile | None = None) -> int:
+        return sum(f.downloaded_bytes for f in self.task.files.all() if current is None or f.id != current.id) + (
+            current.downloaded_bytes if current else 0)
+
+    def tick(self, current: DownloadFile | None, transfer: FileTransfer | None, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_write < PROGRESS_SECONDS:
+            return
+        self.last_write = now
+        if current is not None and transfer is not None:
+            current.parts = [list(part) for part in transfer.parts]
+            current.downloaded_bytes = sum(part[2] for part in transfer.parts)
+            # An update, not a save: the row is gone if the task was deleted meanwhile (then it stops below).
+            DownloadFile.objects.filter(id=current.id).update(
+                parts=current.parts, downloaded_bytes=current.downloaded_bytes, status=current.status)
+        done = self.done_bytes(current)
+        self.samples.append((now, done))
+        first_time, first_done = self.samples[0]
+        speed = (done - first_done) / (now - first_time) if now > first_time else 0.0
+        remaining = max(0, self.task.total_bytes - done)
+        mine = DownloadTask.objects.filter(id=self.task.id, lease=self.task.lease)
+        mine.update(downloaded_bytes=done, updated_at=timezone.now())
+        running = mine.filter(status=DownloadStatus.DOWNLOADING).update(
+            speed_bps=speed, eta_seconds=(remaining / speed) if speed > 0 else None, heartbeat_at=timezone.now())
+        if not running:
+            # Paused, cancelled, or another job holds the lease now.
+            if transfer is None:
+                raise TransferStopped()
+            transfer.stop.set()
+
+
+def run_download(task_id: str, lease: str) -> None:
+    """The django-q2 job: plan if needed, then fetch, verify and place each file of the task."""
+    task = DownloadTask.objects.filter(id=task_id, lease=lease, status=DownloadStatus.DOWNLOADING).first()
+    if task is None:
+        return  # paused, cancelled or taken over before this job started
+    try:
+        _download(task)
+    except TransferStopped:
+        if DownloadTask.objects.filter(id=task_id, status=DownloadStatus.CANCELLED).exists():
+            storage.remove_partial_files(task)
+    except TransferFailed as exc:
+        _fail(task, exc.code, str(exc))
+    except InvalidFileName as exc:
+        _fail(task, "INVALID_FILE_NAME", str(exc))
+    except InvalidModelId as exc:
+        _fail(task, "VALIDATION_ERROR", str(exc))
+    except ApiError as exc:
+        _fail(task, exc.code, exc.message)
+    except Exception as exc:
+        logger.exception("download %s failed", task_id)
+        _fail(task, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+    finally:
+        dispatch_queue()
+
+
+def _fail(task: DownloadTask, code: str, message: str) -> None:
+    DownloadTask.objects.filter(id=task.id, lease=task.lease).update(
+        status=DownloadStatus.FAILED, error_code=code, error=message, speed_bps=0, eta_seconds=None,
+        updated_at=timezone.now())
+
+
+def _plan_with_retries(task: DownloadTask, progress: _Progress) -> None:
+    for attempt in range(5):
+        try:
+            apply_plan(task=task, plan=fetch_plan(task))
+            return
+        except RemoteModelNotFound as exc:
+            raise TransferFailed("MODEL_NOT_FOUND", str(exc)) from exc
+        except RemoteModelGated as exc:
+            raise TransferFailed("GATED_MODEL", str(exc)) from exc
+        except SourceError as exc:
+            if attempt == 4:
+                raise TransferFailed("SOURCE_UNAVAILABLE", str(exc)) from exc
+            progress.tick(None, None, force=True)
+            time.sleep(settings.DOWNLOAD_RETRY_BACKOFF_SECONDS * 2**attempt)
+
+
+def _download(task: DownloadTask) -> None:
+    progress = _Progress(task)
+    if not task.files.exists():
+        _plan_with_retries(task, progress)
+        task.refresh_from_db()
+    source = catalog.source_of(task.source)
+    auth = source.authorization()
+    for file in task.files.exclude(status=DownloadFile.Status.COMPLETED):
+        _fetch_file(task, file, progress, auth)
+    model = selectors.stored_model(task)
+    source.put_in_place(model=model)
+    completed = DownloadTask.objects.filter(id=task.id, lease=task.lease).update(
+        status=DownloadStatus.COMPLETED, downloaded_bytes=task.total_bytes, speed_bps=0, eta_seconds=0,
+        completed_at=timezone.now(), updated_at=timezone.now(), error="", error_code="")
+    if completed:
+        catalog.record_downloaded(model=model, total_bytes=task.total_bytes, download_task_id=task.id)
+
+
+def _algorithm(file: DownloadFile) -> str:
+    return "sha256" if file.sha256 or not file.etag else "git"
+
+
+def _expected_digest(file: DownloadFile) -> str:
+    return file.sha256 or file.etag
+
+
+def _verified(path: Path, file: DownloadFile) -> bool:
+    expected = _expected_digest(file)
+    if expected:
+        return file_digest(path, _algorithm(file)) == expected
+    return path.stat().st_size == file.size
+
+
+def _fetch_file(task: DownloadTask, file: DownloadFile, progress: _Progress, auth: str | None) -> None:
+    destination = Path(file.destination)
+    if destination.exists() and _verified(destination, file):
+        _mark_done(file)  # a blob already present (another model, an earlier download) is not fetched again
+        return
+    partial = storage.partial_path(destination)
+    settings_ = transfer_settings()
+    for attempt in range(2):
+        fresh_parts = split_into_parts(file.size, settings_.part_count, settings_.part_threshold)
+        if not file.parts or not partial.exists() or not same_layout(file.parts, fresh_parts):
+            file.parts = fresh_parts
+        # The checkpoint beside the partial file may know of bytes written after the last database write.
+        file.parts = load_checkpoint(partial, file.parts)
+        file.status = DownloadFile.Status.DOWNLOADING
+        transfer = FileTransfer(file.url, file.size, partial, file.parts, settings_, auth, _algorithm(file))
+        try:
+            digest = transfer.run(lambda: progress.tick(file, transfer))
+        finally:
+            progress.tick(file, transfer, force=True)  # what is on disk is recorded, whatever happened
+        expected = _expected_digest(file)
+        if not expected or digest == expected:
+            partial.replace(destination)
+            checkpoint_path(partial).unlink(missing_ok=True)
+            _mark_done(file)
+            return
+        logger.warning("%s of %s failed verification (attempt %d)", file.path, task.model_id, attempt + 1)
+        partial.unlink(missing_ok=True)
+        checkpoint_path(partial).unlink(missing_ok=True)
+        file.parts, file.downloaded_bytes = [], 0
+        file.save(update_fields=["parts", "downloaded_bytes"])
+    file.status, file.error = DownloadFile.Status.FAILED, "checksum mismatch"
+    file.save(update_fields=["status", "error"])
+    raise TransferFailed("CHECKSUM_MISMATCH", f"{file.path}: the bytes received twice do not match their hash")
+
+
+def _mark_done(file: DownloadFile) -> None:
+    file.status, file.downloaded_bytes, file.error = DownloadFile.Status.COMPLETED, file.size, ""
+    file.parts = [[0, file.size - 1, file.size]] if file.size else []
+    file.save(update_fields=["status", "downloaded_bytes", "error", "parts"])
