@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Q, Sum
 
 from catalog import services as catalog
-from catalog.sources import SOURCES, RemoteModelGated, RemoteModelNotFound, SourceError
+from catalog.sources import SOURCES, InvalidModelId, RemoteModelGated, RemoteModelNotFound, SourceError
 from core.api import ApiError
 from core.paths import InvalidFileName
 from downloads import selectors, storage
@@ -60,6 +60,8 @@ def start_download(*, model_id: str, source: str, revision: str = "", include: l
     except InvalidFileName as exc:
         _record_failure(task, "INVALID_FILE_NAME", str(exc))
         raise ApiError("INVALID_FILE_NAME", str(exc), 400, {"task_id": task.id}) from None
+    except InvalidModelId as exc:  # a revision the source cannot have
+        raise ApiError("VALIDATION_ERROR", f"revision: {exc}", 400) from None
     except SourceError:
         plan = None  # the worker plans it, with retries
     if plan is not None:

@@ -4,7 +4,7 @@ A source owns everything that differs from one place models come from to another
 is recognised and written, search and info, the download plan (which files, from where, how
 big, what they hash to, where each goes on disk), how a completed model is put in place and
 removed, and how it is handed to an engine (`ModelFiles`). The apps above speak to sources only
-through this contract, chosen once by name (`get(name)`), never branched on. Adding a source is
+through this contract, chosen once by name (`SOURCES[name]`), never branched on. Adding a source is
 adding a module here, like `deployments/engines/`; docs/architecture.md has the recipe.
 """
 
@@ -217,11 +217,6 @@ def readable_name(repo_name: str) -> str:
 
 
 SOURCES: dict[str, ModelSource] = discover(__name__, __path__, "SOURCE", ModelSource)
-
-
-def get(name: str) -> ModelSource:
-    """The source of that name; KeyError for an unknown one (callers validate names first)."""
-    return SOURCES[name]
 
 
 def validate_source_name(value: str) -> None:

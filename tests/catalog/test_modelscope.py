@@ -42,10 +42,22 @@ def test_search_and_info_speak_both_modelscope_apis(api):
     assert {"name": "text-generation", "count": 1} in categories["modelscope"]
 
 
+def test_the_fake_speaks_what_modelscopes_own_client_speaks(fake_modelscope, tmp_path):
+    """The stand-in is faithful: ModelScope's client downloads a repository from it, verified, into its layout."""
+    from modelscope_hub.compat.snapshot_download import snapshot_download
+
+    path = snapshot_download("qwen/Qwen2-0.5B-Instruct", cache_dir=str(tmp_path), endpoint=fake_modelscope.url)
+    assert path == str(tmp_path / "models" / "qwen--Qwen2-0.5B-Instruct" / "snapshots" / "master")
+    assert (tmp_path / "models/qwen--Qwen2-0.5B-Instruct/snapshots/master/model.safetensors").read_bytes() == \
+        world.DIALOGPT_WEIGHTS
+
+
 def test_bad_modelscope_ids_and_revisions_are_refused_up_front(api):
     for bad in ("../../etc/passwd", "a/b/c", "owner/na..me", "/abs/path"):
         assert_error(api.post("/api/downloads/start", json={"model_id": bad, "source": "modelscope"}), 400,
                      "VALIDATION_ERROR")
+    bad_revision = {"model_id": "qwen/Qwen2-0.5B-Instruct", "source": "modelscope", "revision": "../../x"}
+    assert_error(api.post("/api/downloads/start", json=bad_revision), 400, "VALIDATION_ERROR")
     assert_error(api.get("/api/models/nobody/nothing/info", params={"source": "modelscope"}), 404, "MODEL_NOT_FOUND")
     missing = api.post("/api/downloads/start", json={"model_id": "nobody/nothing", "source": "modelscope"})
     assert_error(missing, 404, "MODEL_NOT_FOUND")
@@ -113,6 +125,14 @@ def test_download_pause_resume_sigkill_then_deploy_and_chat(start_service, engin
         assert cdn_calls and not any("authorization" in r["headers"] for r in cdn_calls)
         assert all(r["host"].startswith("localhost") for r in cdn_calls)
 
+        # ModelScope's own client, given our models dir as its cache, finds every file there and fetches none.
+        from modelscope_hub.compat.snapshot_download import snapshot_download
+
+        served = len(modelscope_tiny.requests)
+        found = snapshot_download(REPO, cache_dir=str(service.data_dir / "models" / "modelscope"),
+                                  endpoint=modelscope_tiny.url)
+        assert found == str(snapshot)
+        assert not [r for r in modelscope_tiny.requests[served:] if "FilePath=" in r["path"] or "/__storage/" in r["path"]]
         listed = assert_success(client.get("/api/models/search", params={"query": "tiny-llama",
                                                                          "source": "modelscope"}))
         assert listed["items"][0]["downloaded"] is True
