@@ -11,7 +11,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 
 from catalog.models import CatalogModel, DownloadedModel, Favorite, SyncJob
-from catalog.sources import SOURCES, StoredModel
+from catalog.sources import SEARCHABLE, SOURCES, StoredModel
 from core.api import Page, paginate
 
 ORDERINGS = {
@@ -139,7 +139,7 @@ def find(model_id: str, source: str | None = None) -> CatalogModel | None:
 def trending(*, source: str | None, limit: int) -> list[CatalogModel]:
     """The most trending models, the sources taking turns, each source in its own trending order."""
     per_source = [list(search(source=name, sort=adapter.trending_sort)[:limit])
-                  for name, adapter in SOURCES.items() if not source or name == source]
+                  for name, adapter in SEARCHABLE.items() if not source or name == source]
     longest = max((len(models) for models in per_source), default=0)
     return [models[i] for i in range(longest) for models in per_source if i < len(models)][:limit]
 
@@ -158,6 +158,10 @@ def downloaded_model(*, model_id: str, source: str) -> StoredModel | None:
     """A model complete on disk, as its source needs it to hand it on; None if it is not downloaded."""
     found = DownloadedModel.objects.filter(source=source, model_id=model_id).first()
     return found.stored() if found else None
+
+
+def downloaded_models() -> list[DownloadedModel]:
+    return list(DownloadedModel.objects.order_by("source", "model_id"))
 
 
 def downloaded_choices() -> list[tuple[str, str]]:
@@ -184,7 +188,7 @@ def stats() -> dict[str, Any]:
     for row in CatalogModel.objects.values("source", "model_type").annotate(count=Count("id")):
         by_type.setdefault(row["source"], {})[row["model_type"] or "unknown"] = row["count"]
     last_sync = {}
-    for name in SOURCES:
+    for name in SEARCHABLE:
         job = SyncJob.objects.filter(source=name, finished_at__isnull=False).order_by("-finished_at").first()
         last_sync[name] = (
             {"finished_at": job.finished_at, "status": job.status, "added": job.added, "updated": job.updated,

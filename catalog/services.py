@@ -18,6 +18,7 @@ from django.utils import timezone
 from catalog import selectors
 from catalog.models import CatalogModel, DownloadedModel, Favorite, SyncJob
 from catalog.sources import (
+    SEARCHABLE,
     SOURCES,
     Claim,
     InvalidModelId,
@@ -97,9 +98,9 @@ def refresh_from_sources(*, query: str, source: str | None, model_type: str | No
     Returns the sources that failed or did not answer within the timeout (all of them in offline mode).
     """
     if settings.CATALOG_OFFLINE:
-        return [name for name in SOURCES if not source or name == source]
+        return [name for name in SEARCHABLE if not source or name == source]
     asked = {}
-    for name, adapter in SOURCES.items():
+    for name, adapter in SEARCHABLE.items():
         if source and name != source:
             continue
         question = f"{query}|{model_type or ''}|{sort}|{limit}"
@@ -233,7 +234,9 @@ def create_sync_jobs(*, source: str | None, limit: int, dispatch: bool = True) -
     """One sync job per source (or for the one named); with `dispatch`, the workers run them."""
     from django_q.tasks import async_task
 
-    jobs = [SyncJob.objects.create(source=name, limit=limit) for name in SOURCES if not source or name == source]
+    if source and source not in SEARCHABLE:
+        raise ApiError("INVALID_SOURCE", f"{source} has nothing to sync (its models are imported)", 400)
+    jobs = [SyncJob.objects.create(source=name, limit=limit) for name in SEARCHABLE if not source or name == source]
     if dispatch:
         for job in jobs:
             async_task("catalog.services.run_sync_job", job.id, task_name=f"sync-{job.source}-{job.id}")

@@ -3,6 +3,8 @@ stop / restart / delete, live health and restart count, and a log view that foll
 
 from __future__ import annotations
 
+import shlex
+
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
@@ -32,11 +34,19 @@ def _downloaded_models() -> list[tuple[str, str]]:
 
 
 def _start_body(post) -> dict:
-    """The deploy form's fields as the API's start request (blank fields left to their defaults)."""
+    """The deploy form's fields as the API's start request (blank fields left to their defaults). Engine flags are
+    written as on a command line; environment variables one `NAME=value` a line."""
     source, _, model_id = post.get("model", "").partition(MODEL_SEPARATOR)
     body = {name: post[name] for name in ("port", "gpu_memory_utilization", "max_model_len", "engine", "name",
                                           "restart_policy") if post.get(name, "").strip()}
-    return {**body, "model_id": model_id, "model_source": source, "force": post.get("force") == "on"}
+    try:
+        engine_args = shlex.split(post.get("engine_args", ""))
+    except ValueError:
+        engine_args = [post.get("engine_args", "")]  # unbalanced quotes: refused as not a flag
+    env = dict(line.split("=", 1) if "=" in line else (line, "") for line in post.get("env", "").splitlines()
+               if line.strip())
+    return {**body, "model_id": model_id, "model_source": source, "force": post.get("force") == "on",
+            "engine_args": engine_args, "env": {name.strip(): value for name, value in env.items()}}
 
 
 @admin.register(Deployment)

@@ -35,6 +35,8 @@ class Deployment(models.Model):
     gpu_memory_utilization = models.FloatField(default=0.9)
     max_model_len = models.PositiveIntegerField(null=True, blank=True)
     options = models.JSONField(default=dict, blank=True, help_text="Further engine settings from the request")
+    engine_args = models.JSONField(default=list, blank=True, help_text="Extra engine flags, after the service's own")
+    env = models.JSONField(default=dict, blank=True, help_text="Extra environment variables of the engine")
     # What the proxy needs, set when the engine is started.
     engine_model = models.CharField(max_length=1024, blank=True, help_text="What requests to the engine name as `model`")
     probe_path = models.CharField(max_length=255, blank=True, help_text="Answers 200 once the model is loaded")

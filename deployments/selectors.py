@@ -15,6 +15,15 @@ def get_deployment(deployment_id: str) -> Deployment:
     return deployment
 
 
+def find_deployment(id_or_name: str) -> Deployment:
+    """A deployment by its id, else the newest of that name."""
+    found = Deployment.objects.filter(id=id_or_name).first() or \
+        Deployment.objects.filter(name=id_or_name).order_by("-created_at").first()
+    if found is None:
+        raise ApiError("DEPLOYMENT_NOT_FOUND", f"No deployment {id_or_name}", 404)
+    return found
+
+
 def deployment_list(status: str | None = None) -> QuerySet:
     """Deployments, newest first, with their usage."""
     found = Deployment.objects.select_related("usage").order_by("-created_at")

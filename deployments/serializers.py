@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from core.api import utc_timestamp
+from core.host import gpu_stats
 from deployments import supervisor
+from deployments.engines import Engine
 from deployments.models import Deployment
+
+SECRET_NAME = re.compile(r"(?i)(key|token|secret|password|passwd|credential)")
+MASK = "***"
+
+
+def masked_env(env: dict[str, str]) -> dict[str, str]:
+    """Values of variables whose names look secret are never shown again."""
+    return {name: MASK if SECRET_NAME.search(name) else value for name, value in env.items()}
 
 
 def deployment_to_dict(deployment: Deployment) -> dict[str, Any]:
@@ -30,6 +41,33 @@ def deployment_to_dict(deployment: Deployment) -> dict[str, Any]:
         "created_at": utc_timestamp(deployment.created_at),
         "started_at": utc_timestamp(deployment.started_at) if deployment.started_at else None,
         "stopped_at": utc_timestamp(deployment.stopped_at) if deployment.stopped_at else None,
+        "engine_args": deployment.engine_args,
+        "env": masked_env(deployment.env),
+        # The engine's full command line as last started (secret-looking values masked, --api-key's too).
+        "command": masked_argv(deployment.options.get("argv") or []),
         "usage": {"requests": usage.requests, "errors": usage.errors, "prompt_tokens": usage.prompt_tokens,
                   "completion_tokens": usage.completion_tokens} if usage else None,
     }
+
+
+def masked_argv(argv: list[str]) -> list[str]:
+    shown, hide_next = [], False
+    for arg in argv:
+        flag = arg.split("=", 1)[0]
+        if hide_next:
+            shown.append(MASK)
+        elif "=" in arg and arg.startswith("-") and SECRET_NAME.search(flag):
+            shown.append(f"{flag}={MASK}")
+        else:
+            shown.append(arg)
+        hide_next = arg.startswith("-") and "=" not in arg and bool(SECRET_NAME.search(arg))
+    return shown
+
+
+def engine_to_dict(engine: Engine) -> dict[str, Any]:
+    gpu = bool(gpu_stats())
+    missing = engine.missing(gpu)
+    return {"name": engine.name, "formats": list(engine.formats), "needs_gpu": engine.needs_gpu,
+            "available": missing is None, "missing": missing, "version": engine.version(),
+            "owned_flags": list(engine.owned_flags),
+            "options": [{"flag": flag, "help": text} for flag, text in engine.options]}

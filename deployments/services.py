@@ -51,13 +51,25 @@ def memory_estimate(*, model_id: str, model_source: str, engine: str | None = No
             "fits": required <= available}
 
 
+def check_engine_args(engine: Engine, engine_args: list[str]) -> None:
+    """Extra flags start with a flag, and none is one the service sets itself (400 VALIDATION_ERROR naming it)."""
+    if engine_args and not engine_args[0].startswith("-"):
+        raise ApiError("VALIDATION_ERROR", f"engine_args: {engine_args[0]!r} is not a flag (flags start with -)", 400)
+    for arg in engine_args:
+        if arg.startswith("-") and engine.owns(arg):
+            raise ApiError("VALIDATION_ERROR", f"engine_args: {arg.split('=', 1)[0]} is set by the service for "
+                           f"{engine.name} and cannot be passed", 400)
+
+
 def start_deployment(*, model_id: str, model_source: str, port: int | None = None,
                      gpu_memory_utilization: float = 0.9, max_model_len: int | None = None, engine: str | None = None,
                      name: str = "", restart_policy: str = RestartPolicy.ON_FAILURE, tensor_parallel_size: int = 1,
+                     engine_args: list[str] | None = None, env: dict[str, str] | None = None,
                      force: bool = False) -> Deployment:
     model = model_files(model_id=model_id, source=model_source)
     gpus = gpu_stats()
     chosen = _engine_for(model, engine, gpus)
+    check_engine_args(chosen, engine_args or [])
     if port is not None and not supervisor.port_free(port):
         raise ApiError("PORT_IN_USE", f"Port {port} is in use", 409)
     required, available = _memory(model, chosen, gpus, max_model_len, gpu_memory_utilization)
@@ -69,6 +81,7 @@ def start_deployment(*, model_id: str, model_source: str, port: int | None = Non
         name=name or "", model_id=model.model_id, model_source=model_source, engine=chosen.name,
         port=port or supervisor.allocate_port(), gpu_memory_utilization=gpu_memory_utilization,
         max_model_len=max_model_len, restart_policy=restart_policy, supports_chat=has_chat_template(model),
+        engine_args=list(engine_args or []), env=dict(env or {}),
         options={"tensor_parallel_size": tensor_parallel_size, "memory_required_bytes": required})
     if not deployment.name:
         deployment.name = deployment.id

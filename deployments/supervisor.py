@@ -28,6 +28,7 @@ from django.utils import timezone
 from catalog.sources import ModelFiles
 from core.api import ApiError
 from core.host import gpu_stats
+from core.logs import log_context
 from deployments.engines import ENGINES, Launch, LaunchRequest
 from deployments.models import Deployment, DeploymentStatus, RestartPolicy
 from deployments.resolution import model_files
@@ -101,6 +102,11 @@ def spawn(deployment: Deployment) -> None:
 
 
 def _watch(process: subprocess.Popen, deployment_id: str) -> None:
+    with log_context(deployment_id=deployment_id):
+        _follow(process, deployment_id)
+
+
+def _follow(process: subprocess.Popen, deployment_id: str) -> None:
     """From the process that started the engine: promote it the moment it is ready, notice the moment it exits
     (and reap it, so it never lingers as a zombie). `supervise()` does the same, a second at a time, for engines
     whose starter is gone."""
@@ -136,7 +142,10 @@ def _launch(deployment: Deployment, model: ModelFiles) -> Launch:
                             gpu_memory_utilization=deployment.gpu_memory_utilization,
                             tensor_parallel_size=int(deployment.options.get("tensor_parallel_size", 1)),
                             gpu=bool(gpu_stats()))
-    return engine.launch(model, request)
+    launch = engine.launch(model, request)
+    # The operator's flags come last (the engines' parsers let the last one win) and the environment on top.
+    return Launch(argv=[*launch.argv, *deployment.engine_args], env={**launch.env, **deployment.env},
+                  probe_path=launch.probe_path, model_name=launch.model_name)
 
 
 def terminate(deployment: Deployment, grace: float | None = None) -> None:
@@ -207,11 +216,12 @@ def supervise() -> None:
     """One round of watching every deployment that should be up; the `serve` process calls it every second."""
     for deployment in Deployment.objects.filter(status__in=[DeploymentStatus.STARTING, DeploymentStatus.RUNNING,
                                                             DeploymentStatus.ERROR]):
-        try:
-            _supervise_one(deployment)
-        except Exception:
-            logger.exception("supervising %s failed", deployment.id)
-        rotate_log(deployment)
+        with log_context(deployment_id=deployment.id):
+            try:
+                _supervise_one(deployment)
+            except Exception:
+                logger.exception("supervising %s failed", deployment.id)
+            rotate_log(deployment)
 
 
 def _supervise_one(deployment: Deployment) -> None:

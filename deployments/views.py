@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.views import APIView
@@ -25,12 +27,35 @@ class DeploymentStartRequest(serializers.Serializer):
     restart_policy = serializers.ChoiceField(choices=RestartPolicy.choices, required=False,
                                              default=RestartPolicy.ON_FAILURE)
     tensor_parallel_size = serializers.IntegerField(required=False, default=1, min_value=1, max_value=64)
+    engine_args = serializers.ListField(
+        child=serializers.CharField(max_length=4096), required=False, default=list, max_length=200,
+        help_text='Extra engine flags, passed after the service\'s own, e.g. ["--n_gpu_layers", "20"]; flags the '
+                  "engine's entry in GET /api/engines lists as owned are refused")
+    env = serializers.DictField(child=serializers.CharField(max_length=65536, allow_blank=True), required=False,
+                                default=dict, help_text="Extra environment variables of the engine (string values)")
     force = serializers.BooleanField(required=False, default=False)
+
+    def validate_engine_args(self, value: list) -> list:
+        if any(not isinstance(arg, str) for arg in self.initial_data.get("engine_args") or []):
+            raise serializers.ValidationError("every item must be a string")
+        return value
+
+    def validate_env(self, value: dict) -> dict:
+        raw = self.initial_data.get("env") or {}
+        for name, item in raw.items():
+            if not ENV_NAME.match(name):
+                raise serializers.ValidationError(f"{name!r} is not a variable name")
+            if not isinstance(item, str):
+                raise serializers.ValidationError(f"{name}: the value must be a string")
+        return value
 
     def validate_gpu_memory_utilization(self, value: float) -> float:
         if not 0 < value <= 1:
             raise serializers.ValidationError("must be in (0, 1]")
         return value
+
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,255}$")
 
 
 class StartView(APIView):
@@ -109,3 +134,10 @@ class ModelInfoView(APIView):
     @extend_schema(summary="The engine's /v1/models answer plus what we know of the model")
     def get(self, request, deployment_id: str):
         return success(services.model_info(deployment=selectors.get_deployment(deployment_id)))
+
+
+class EnginesView(APIView):
+    @extend_schema(summary="The inference engines: whether each can run here (or what to install), its version, the "
+                           "flags the service sets itself and flags operators often pass")
+    def get(self, request):
+        return success({"items": [shapes.engine_to_dict(engine) for engine in ENGINES.values()]})

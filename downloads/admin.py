@@ -15,8 +15,8 @@ from django.views.decorators.http import require_POST
 from catalog.admin import DownloadForm
 from core.admin_actions import form_error_message, redirect_back, row_action_view, row_buttons, service_action
 from core.api import ApiError
+from downloads import imports, services
 from downloads import serializers as shapes
-from downloads import services
 from downloads.models import DownloadFile, DownloadTask
 
 
@@ -67,7 +67,8 @@ class DownloadTaskAdmin(admin.ModelAdmin):
     def get_urls(self):
         act = row_action_view(ROW_ACTIONS, "admin:downloads_downloadtask_changelist")
         own = [path("<str:pk>/act/<str:action>/", self.admin_site.admin_view(act), name="downloads_downloadtask_act"),
-               path("start/", self.admin_site.admin_view(self.start_view), name="downloads_downloadtask_start")]
+               path("start/", self.admin_site.admin_view(self.start_view), name="downloads_downloadtask_start"),
+               path("import/", self.admin_site.admin_view(self.import_view), name="downloads_downloadtask_import")]
         return own + super().get_urls()
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
@@ -93,6 +94,17 @@ class DownloadTaskAdmin(admin.ModelAdmin):
             return redirect_back(request, reverse("admin:catalog_catalogmodel_search"))
         verb = "started" if created else f"already exists ({task.status})"
         messages.success(request, f"Download of {task.model_id} {verb}: task {task.id}")
+        return redirect("admin:downloads_downloadtask_changelist")
+
+    @staticmethod
+    @require_POST
+    def import_view(request: HttpRequest) -> HttpResponse:
+        """Every source's store on this machine, registered in place (as `llm-manager import`)."""
+        result = imports.import_models()
+        messages.success(request, f"{len(result.imported)} imported, {len(result.existing)} already known, "
+                                  f"{len(result.skipped)} skipped")
+        for skipped in result.skipped:
+            messages.warning(request, f"{skipped['source']}:{skipped['model_id']}: {skipped['problem']}")
         return redirect("admin:downloads_downloadtask_changelist")
 
     @admin.display(description="status", ordering="status")

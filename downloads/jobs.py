@@ -16,6 +16,8 @@ from django.utils import timezone
 from catalog import services as catalog
 from catalog.sources import InvalidModelId, RemoteModelGated, RemoteModelNotFound, SourceError
 from core.api import ApiError
+from core.digests import file_digest
+from core.logs import log_context
 from core.paths import InvalidFileName
 from downloads import selectors, storage
 from downloads.models import DownloadFile, DownloadStatus, DownloadTask
@@ -27,7 +29,6 @@ from downloads.transfer import (
     TransferSettings,
     TransferStopped,
     checkpoint_path,
-    file_digest,
     load_checkpoint,
     same_layout,
     split_into_parts,
@@ -92,6 +93,12 @@ def run_download(task_id: str, lease: str) -> None:
     task = DownloadTask.objects.filter(id=task_id, lease=lease, status=DownloadStatus.DOWNLOADING).first()
     if task is None:
         return  # paused, cancelled or taken over before this job started
+    with log_context(task_id=task_id):
+        _run(task)
+
+
+def _run(task: DownloadTask) -> None:
+    task_id = task.id
     try:
         _download(task)
     except TransferStopped:
@@ -150,6 +157,8 @@ def _download(task: DownloadTask) -> None:
         completed_at=timezone.now(), updated_at=timezone.now(), error="", error_code="")
     if completed:
         catalog.record_downloaded(model=model, total_bytes=task.total_bytes, download_task_id=task.id)
+        logger.info("%s:%s downloaded and verified (%d bytes) into %s", task.source, task.model_id, task.total_bytes,
+                    task.storage_path)
 
 
 def _algorithm(file: DownloadFile) -> str:

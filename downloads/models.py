@@ -39,6 +39,7 @@ class DownloadTask(models.Model):
     manifest = models.TextField(blank=True, help_text="What the source writes beside the files at the end (a registry manifest)")
     lease = models.CharField(max_length=32, blank=True, help_text="Token of the worker job allowed to transfer")
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of that job")
+    imported = models.BooleanField(default=False, help_text="Registered in place by `import`: its files are not ours")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -36,6 +36,10 @@ def task_list(status: str | None = None):
     return found.filter(status=status) if status else found
 
 
+def tasks_of(*, source: str, model_id: str) -> list[DownloadTask]:
+    return list(DownloadTask.objects.filter(source=source, model_id=model_id).order_by("created_at"))
+
+
 def latest_completed(*, source: str, model_id: str) -> DownloadTask | None:
     return DownloadTask.objects.filter(source=source, model_id=model_id, status=DownloadStatus.COMPLETED).order_by(
         "-completed_at").first()

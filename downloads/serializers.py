@@ -37,6 +37,8 @@ def task_to_dict(task: DownloadTask, with_files: bool = True) -> dict[str, Any]:
         "source": task.source,
         "revision": task.revision,
         "include": task.include,
+        "imported": task.imported,
+        "storage_path": task.storage_path or None,
         "status": task.status,
         "progress": task.progress,
         "downloaded_size": human_size(task.downloaded_bytes),

@@ -99,10 +99,12 @@ def act(*, task_id: str, action: str) -> DownloadTask:
     return task
 
 
-def delete_task(*, task_id: str, delete_files: bool) -> dict:
+def delete_task(*, task_id: str, delete_files: bool, delete_imported: bool = False) -> dict:
     """Delete a task (cancelling it first if active); with `delete_files`, the files it put in place too, unless a
-    deployment uses the model (MODEL_IN_USE) or another download holds them."""
+    deployment uses the model (MODEL_IN_USE) or another download holds them. The files of an imported model were
+    not put there by the service: they go only with `delete_imported` as well."""
     task = selectors.get_task(task_id)
+    delete_files = delete_files and (delete_imported or not task.imported)
     if delete_files:
         model_files_removing.send(sender=DownloadTask, source=task.source, model_id=task.model_id)
     if task.status in ACTIVE_DOWNLOAD_STATUSES:

@@ -16,7 +16,6 @@ fresh buffers cost more CPU than the transfer itself (see docs/benchmarks.md).
 from __future__ import annotations
 
 import functools
-import hashlib
 import http.client
 import json
 import logging
@@ -35,9 +34,10 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
+from core.digests import READ_BYTES, new_digest  # READ_BYTES: what the hasher reads at once
+
 logger = logging.getLogger(__name__)
 
-READ_BYTES = 8 * 1024 * 1024  # what the hasher reads at once
 # A read asks for at most what arrived in about READ_SECONDS at the current speed (between these
 # bounds), so a slow link still shows progress and a fast one is read in few large pieces.
 MIN_READ_BYTES, MAX_READ_BYTES, READ_SECONDS = 64 * 1024, 1024 * 1024, 0.1
@@ -82,23 +82,6 @@ def split_into_parts(size: int, connections: int, threshold: int) -> list[list[i
         return [[0, -1, 0]]
     step = size if size <= threshold else min(PART_BYTES, -(-size // connections))
     return [[start, min(start + step, size) - 1, 0] for start in range(0, size, step)]
-
-
-def _new_digest(algorithm: str, size: int):
-    if algorithm == "sha256":
-        return hashlib.sha256()
-    digest = hashlib.sha1()  # the git blob id the Hub uses as ETag of small files
-    digest.update(b"blob %d\0" % size)
-    return digest
-
-
-def file_digest(path: Path, algorithm: str) -> str:
-    """sha256 of the file's bytes, or (`git`) its git blob sha1."""
-    digest = _new_digest(algorithm, path.stat().st_size)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(READ_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def same_layout(parts: list[list[int]], others: list[list[int]]) -> bool:
@@ -295,7 +278,7 @@ class FileTransfer:
 
     # --- the hasher, following the written prefix ---
     def _hash(self, fd: int, result: list[str]) -> None:
-        digest = _new_digest(self.algorithm, self.size)
+        digest = new_digest(self.algorithm, self.size)
         hashed = 0
         buffer = memoryview(bytearray(READ_BYTES))
         try:

@@ -7,7 +7,7 @@ from rest_framework import serializers
 from rest_framework.views import APIView
 
 from core.api import PageQuery, paginate, success, validate_query
-from downloads import queue, selectors, services
+from downloads import imports, queue, selectors, services
 from downloads import serializers as shapes
 from downloads.models import DownloadStatus
 
@@ -52,10 +52,16 @@ class TaskView(APIView):
 
     @extend_schema(summary="Delete a task record (cancelling it first if active)",
                    parameters=[OpenApiParameter("delete_files", bool, required=False,
-                                                description="also remove the model files if no deployment uses them")])
+                                                description="also remove the model files if no deployment uses them"),
+                               OpenApiParameter("delete_imported", bool, required=False,
+                                                description="with delete_files: remove an imported model's files "
+                                                            "too (the service did not download them)")])
     def delete(self, request, task_id: str):
-        delete_files = request.query_params.get("delete_files", "false").lower() in ("1", "true", "yes")
-        return success(services.delete_task(task_id=task_id, delete_files=delete_files), "Download task deleted")
+        def flag(name: str) -> bool:
+            return request.query_params.get(name, "false").lower() in ("1", "true", "yes")
+
+        return success(services.delete_task(task_id=task_id, delete_files=flag("delete_files"),
+                                            delete_imported=flag("delete_imported")), "Download task deleted")
 
 
 def action_view(action: str, summary: str):
@@ -89,3 +95,26 @@ class StorageView(APIView):
     @extend_schema(summary="Disk of the data dir, bytes per source and per model, partial bytes")
     def get(self, request):
         return success(services.storage_state())
+
+
+class ImportRequest(serializers.Serializer):
+    path = serializers.CharField(required=False, allow_blank=True, default="", max_length=4096,
+                                 help_text="A GGUF file or a model directory; with `source`, that source's store "
+                                           "(a Hugging Face cache, an Ollama models dir). Empty: every source's "
+                                           "store at its default place")
+    source = serializers.CharField(required=False, allow_blank=True, default="", max_length=20)
+    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=128,
+                                 help_text="The name of a model imported by path (default: the file or dir name)")
+
+
+class ImportView(APIView):
+    @extend_schema(summary="Register models already on this machine as completed downloads, in place (no copy)",
+                   request=ImportRequest)
+    def post(self, request):
+        body = ImportRequest(data=request.data if isinstance(request.data, dict) else {})
+        body.is_valid(raise_exception=True)
+        result = imports.import_models(**body.validated_data)
+        data = {"imported": [shapes.task_to_dict(task) for task in result.imported],
+                "existing": [shapes.task_to_dict(task) for task in result.existing], "skipped": result.skipped}
+        return success(data, f"{len(result.imported)} imported, {len(result.existing)} already known, "
+                             f"{len(result.skipped)} skipped")

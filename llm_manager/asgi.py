@@ -3,12 +3,19 @@
 import gc
 import inspect
 import os
+import sys
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
+from llm_manager.config import SettingError
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llm_manager.settings")
-django_asgi_app = get_asgi_application()
+try:
+    django_asgi_app = get_asgi_application()
+except SettingError as exc:  # a bad setting: one line naming it, not a traceback
+    sys.stderr.write(f"llm-manager: {exc}\n")
+    sys.exit(2)
 
 from core.lean import PROXY_PREFIXES, ProxyASGIHandler, is_lean, lean_asgi_application  # noqa: E402
 

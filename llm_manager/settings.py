@@ -1,35 +1,42 @@
 """Django settings for LLM Manager.
 
 Every setting a user may change comes from an environment variable read here,
-and only here; the README lists them with their defaults.
+and only here (or from a `.env` file, see llm_manager.config); the README lists them
+with their defaults. A value that cannot be used stops the service with one line
+naming the variable.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from platformdirs import user_data_dir
+
+from llm_manager.config import (
+    SettingError,
+    env_choice,
+    env_port_range,
+    load_env_files,
+    writable_dir,
+)
+from llm_manager.config import (
+    env as _env,
+)
+from llm_manager.config import (
+    env_bool as _env_bool,
+)
+from llm_manager.config import (
+    env_float as _env_float,
+)
+from llm_manager.config import (
+    env_int as _env_int,
+)
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def _env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default).strip()
-
-
-def _env_int(name: str, default: int) -> int:
-    value = _env(name)
-    return int(value) if value else default
-
-
-def _env_float(name: str, default: float) -> float:
-    value = _env(name)
-    return float(value) if value else default
-
-
-def _env_bool(name: str, default: bool = False) -> bool:
-    value = _env(name).lower()
-    return value in {"1", "true", "yes", "on"} if value else default
+# Run from a checkout, the data stays beside it; installed as a package, in the platform's user data dir.
+RUN_FROM_CHECKOUT = (BASE_DIR / "manage.py").exists()
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def _database_from_url(url: str, data_dir: Path) -> dict:
@@ -52,7 +59,7 @@ def _database_from_url(url: str, data_dir: Path) -> dict:
             "CONN_MAX_AGE": 60,
             "CONN_HEALTH_CHECKS": True,
         }
-    raise ValueError(f"DATABASE_URL: unsupported scheme {parts.scheme!r} (use sqlite:// or postgres://)")
+    raise SettingError("DATABASE_URL", f"unsupported scheme {parts.scheme!r} (use sqlite:// or postgres://)")
 
 
 def _sqlite_database(path: Path) -> dict:
@@ -74,18 +81,18 @@ def _sqlite_database(path: Path) -> dict:
 # --- Service ------------------------------------------------------------------
 SERVICE_NAME = "llm-manager-api"
 API_VERSION = "v1"
+DATA_DIR = load_env_files(BASE_DIR / "data" if RUN_FROM_CHECKOUT else Path(user_data_dir("llm-manager")))
 HOST = _env("LLM_MANAGER_HOST", "127.0.0.1")
-PORT = _env_int("LLM_MANAGER_PORT", 5000)
-DATA_DIR = Path(_env("LLM_MANAGER_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+PORT = _env_int("LLM_MANAGER_PORT", 5000, minimum=1, maximum=65535)
 MODELS_DIR = DATA_DIR / "models"
 LOGS_DIR = DATA_DIR / "logs"
 for _directory in (DATA_DIR, MODELS_DIR, LOGS_DIR):
-    _directory.mkdir(parents=True, exist_ok=True)
+    writable_dir("LLM_MANAGER_DATA_DIR", _directory)
 
 API_KEY = _env("LLM_MANAGER_API_KEY")
-MAX_CONCURRENT_DOWNLOADS = _env_int("LLM_MANAGER_MAX_CONCURRENT_DOWNLOADS", 2)
+MAX_CONCURRENT_DOWNLOADS = _env_int("LLM_MANAGER_MAX_CONCURRENT_DOWNLOADS", 2, minimum=1)
 # Each running download holds a worker: leave room beside them for the other jobs.
-WORKERS = _env_int("LLM_MANAGER_WORKERS", MAX_CONCURRENT_DOWNLOADS + 2)
+WORKERS = _env_int("LLM_MANAGER_WORKERS", MAX_CONCURRENT_DOWNLOADS + 2, minimum=1)
 # Thresholds of GET /api/system/health.
 HEALTH_MIN_FREE_DISK_GB = _env_float("LLM_MANAGER_MIN_FREE_DISK_GB", 1.0)
 HEALTH_MIN_AVAILABLE_MEMORY_GB = _env_float("LLM_MANAGER_MIN_AVAILABLE_MEMORY_GB", 0.5)
@@ -100,6 +107,9 @@ MODELSCOPE_ENDPOINT = (_env("MODELSCOPE_ENDPOINT") or _env("MODELSCOPE_DOMAIN") 
 if "://" not in MODELSCOPE_ENDPOINT:
     MODELSCOPE_ENDPOINT = f"https://{MODELSCOPE_ENDPOINT}"
 MODELSCOPE_API_TOKEN = _env("MODELSCOPE_API_TOKEN") or None
+# Where `import` looks for models the machine already has, as those tools themselves read it.
+IMPORT_HF_CACHE = Path(_env("HF_HUB_CACHE") or Path(_env("HF_HOME") or "~/.cache/huggingface") / "hub").expanduser()
+IMPORT_OLLAMA_MODELS = Path(_env("OLLAMA_MODELS") or "~/.ollama/models").expanduser()
 
 # --- Django -------------------------------------------------------------------
 SECRET_KEY = _env("DJANGO_SECRET_KEY")
@@ -138,6 +148,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -155,7 +166,7 @@ APPEND_SLASH = False
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [(BASE_DIR if RUN_FROM_CHECKOUT else PACKAGE_DIR) / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -218,7 +229,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 # The console's own scripts and styles; daphne serves /static/ itself (llm_manager.asgi).
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [(BASE_DIR if RUN_FROM_CHECKOUT else PACKAGE_DIR) / "static"]
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -243,22 +254,31 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# `plain` for people, `json` (one object per line, see core.logs) for log shippers.
+LOG_FORMAT = env_choice("LLM_MANAGER_LOG_FORMAT", "plain", ("plain", "json"))
+LOG_LEVEL = env_choice("LLM_MANAGER_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"context": {"()": "core.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "core.logs.JsonFormatter"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]},
         "file": {
             "class": "logging.handlers.RotatingFileHandler",
             "filename": str(LOGS_DIR / "service.log"),
             "maxBytes": 10 * 1024 * 1024,
             "backupCount": 3,
-            "formatter": "plain",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
         },
     },
-    "root": {"handlers": ["console", "file"], "level": _env("LLM_MANAGER_LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    "root": {"handlers": ["console", "file"], "level": LOG_LEVEL},
+    # daphne's own access lines repeat ours (which carry the request id), and Django's 4xx warnings the envelope.
+    "loggers": {"django.request": {"level": "ERROR"}, "django.channels.server": {"level": "WARNING"}},
 }
 
 # --- Catalog ------------------------------------------------------------------
@@ -269,7 +289,7 @@ CATALOG_SOURCE_TIMEOUT = _env_float("LLM_MANAGER_SOURCE_TIMEOUT", 3.0)
 # Offline mode: never ask the live sources; the catalog answers alone.
 CATALOG_OFFLINE = _env_bool("LLM_MANAGER_OFFLINE")
 # `fts` (SQLite FTS5) or `like` (case-insensitive LIKE, what other databases use).
-CATALOG_SEARCH_BACKEND = _env("LLM_MANAGER_SEARCH_BACKEND", "fts")
+CATALOG_SEARCH_BACKEND = env_choice("LLM_MANAGER_SEARCH_BACKEND", "fts", ("fts", "like"))
 
 # --- Downloads ----------------------------------------------------------------
 DOWNLOAD_PARTS = _env_int("LLM_MANAGER_DOWNLOAD_PARTS", 4)
@@ -285,7 +305,7 @@ DOWNLOAD_STALE_SECONDS = _env_float("LLM_MANAGER_DOWNLOAD_STALE_SECONDS", 15.0)
 DOWNLOAD_DISK_MARGIN_GB = _env_float("LLM_MANAGER_DOWNLOAD_DISK_MARGIN_GB", 1.0)
 
 # --- Deployments --------------------------------------------------------------
-ENGINE_PORT_RANGE = tuple(int(p) for p in _env("LLM_MANAGER_ENGINE_PORTS", "8000-8999").split("-", 1))
+ENGINE_PORT_RANGE = env_port_range("LLM_MANAGER_ENGINE_PORTS", "8000-8999")
 ENGINE_READY_TIMEOUT = _env_float("LLM_MANAGER_ENGINE_READY_TIMEOUT", 600.0)
 ENGINE_STOP_GRACE = _env_float("LLM_MANAGER_ENGINE_STOP_GRACE", 10.0)
 ENGINE_LOG_MAX_BYTES = _env_int("LLM_MANAGER_ENGINE_LOG_MAX_BYTES", 10 * 1024 * 1024)

@@ -3,6 +3,8 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core import views
+from deployments import views as deployment_views
+from downloads import views as download_views
 from system import views as system_views
 
 urlpatterns = [
@@ -14,9 +16,11 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/models/stats", system_views.StatsView.as_view(), name="catalog-stats"),
+    path("api/models/import", download_views.ImportView.as_view(), name="models-import"),
     path("api/models/", include("catalog.urls")),
     path("api/downloads/", include("downloads.urls")),
     path("api/deployments/", include("deployments.urls")),
+    path("api/engines", deployment_views.EnginesView.as_view(), name="engines"),
     path("", include("inference.urls")),
     path("admin/", admin.site.urls),
     # Anything else under /api/ answers in the envelope, whatever DEBUG says.

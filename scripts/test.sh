@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole test suite: installs what the tests need, then pytest. Arguments go to pytest.
 source "$(dirname "$0")/setup-env.sh"
-install_requirements requirements.txt requirements-dev.txt
+install_requirements requirements.txt requirements/test.txt requirements-dev.txt
 # The tests run a real OCI registry (Debian's docker-registry) for the Ollama source, and drive the
 # console in Debian's Chromium.
 missing=()

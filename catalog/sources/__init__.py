@@ -121,6 +121,16 @@ class StoredModel:
 
 
 @dataclass
+class LocalCopy:
+    """A model found already on this machine, in the store of the source's own tools; `problem` says why it cannot
+    be registered (a missing blob, a size or digest that does not match), empty when it can."""
+
+    model: StoredModel
+    total_bytes: int
+    problem: str = ""
+
+
+@dataclass
 class ModelFiles:
     """A downloaded model as an engine needs it."""
 
@@ -145,6 +155,7 @@ class ModelSource:
     default_revision: str = ""  # "" when ids carry their version (a tag) and there are no revisions
     selects_files: bool = False  # whether a download may choose files with `include` globs
     trending_sort: str = "trending"  # the catalog order that stands for "trending" here
+    searchable: bool = True  # whether it has a remote catalog to search, sync and take trending models from
 
     def claims(self, model_id: str) -> Claim:
         """Whether an id given without a source is one of ours."""
@@ -184,6 +195,12 @@ class ModelSource:
     def model_files(self, *, model: StoredModel) -> ModelFiles:
         raise NotImplementedError
 
+    def find_local(self, *, path: Path | None = None, name: str = "") -> list[LocalCopy]:
+        """Models already on this machine in the store this source's own tools keep (`path`, or that store's
+        default place), checked but not copied: `llm-manager import` registers them. `name` names a model
+        found where the store gives none. None by default."""
+        return []
+
     def categories(self, entries: QuerySet) -> list[tuple[str, int]]:
         """(type, count) of this source's catalog entries, most first."""
         grouped = (entries.exclude(model_type="").values("model_type").annotate(count=Count("id"))
@@ -217,6 +234,7 @@ def readable_name(repo_name: str) -> str:
 
 
 SOURCES: dict[str, ModelSource] = discover(__name__, __path__, "SOURCE", ModelSource)
+SEARCHABLE: dict[str, ModelSource] = {name: source for name, source in SOURCES.items() if source.searchable}
 
 
 def validate_source_name(value: str) -> None:

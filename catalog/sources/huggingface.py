@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from huggingface_hub import HfApi, hf_hub_url
+from huggingface_hub import CacheNotFound, HfApi, hf_hub_url, scan_cache_dir
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -28,6 +28,7 @@ from catalog.sources import (
     Claim,
     DownloadPlan,
     InvalidModelId,
+    LocalCopy,
     ModelFiles,
     ModelSource,
     RemoteFile,
@@ -35,11 +36,13 @@ from catalog.sources import (
     RemoteModelGated,
     RemoteModelNotFound,
     SourceError,
+    StoredFile,
     StoredModel,
     format_parameters,
     readable_name,
 )
 from catalog.sources.repository import gguf_quantizations, snapshot_model_files
+from core.digests import file_digest
 from core.paths import InvalidFileName, inside, safe_relative_path
 
 # Search results carry these; `expand` cannot be combined with `full`/`cardData`.
@@ -124,6 +127,30 @@ class HuggingFace(ModelSource):
         snapshot = Path(model.storage_path) / "snapshots" / model.commit
         return snapshot_model_files(model, snapshot, {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(self.hub_cache())})
 
+    def find_local(self, *, path: Path | None = None, name: str = "") -> list[LocalCopy]:
+        """Every model revision in a hub cache (`HF_HUB_CACHE`, default ~/.cache/huggingface/hub), read with
+        huggingface_hub's own scanner; each blob checked against its name (sha256 or git blob id)."""
+        root = path or settings.IMPORT_HF_CACHE
+        try:
+            cache = scan_cache_dir(root)
+        except CacheNotFound:
+            return []
+        found = []
+        for repo in cache.repos:
+            if repo.repo_type != "model":
+                continue
+            for revision in repo.revisions:
+                files = [StoredFile(path=file.file_path.relative_to(revision.snapshot_path).as_posix(),
+                                    destination=str(file.blob_path), size=file.size_on_disk)
+                         for file in revision.files]
+                refs = sorted(revision.refs)
+                model = StoredModel(model_id=repo.repo_id, source=self.name, revision=refs[0] if refs else
+                                    revision.commit_hash, commit=revision.commit_hash,
+                                    storage_path=str(repo.repo_path), files=files)
+                found.append(LocalCopy(model=model, total_bytes=sum(f.size for f in files),
+                                       problem=_blob_problem(files)))
+        return found
+
     def hub_cache(self) -> Path:
         return self.root() / "hub"
 
@@ -134,6 +161,16 @@ class HuggingFace(ModelSource):
         if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", etag):
             raise InvalidFileName(f"refused blob id {etag!r}")
         return self.repo_dir(repo_id) / "blobs" / etag
+
+
+def _blob_problem(files: list[StoredFile]) -> str:
+    """What is wrong with a cached revision's blobs (their names are their digests), or nothing."""
+    for file in files:
+        name = Path(file.destination).name
+        algorithm = "sha256" if len(name) == 64 else "git" if len(name) == 40 else ""
+        if algorithm and file_digest(Path(file.destination), algorithm) != name:
+            return f"{file.path}: its bytes do not match the digest its blob is named by"
+    return ""
 
 
 def _api() -> HfApi:

@@ -26,14 +26,17 @@ from catalog.sources import (
     Claim,
     DownloadPlan,
     InvalidModelId,
+    LocalCopy,
     ModelFiles,
     ModelSource,
     RemoteFile,
     RemoteModel,
     RemoteModelNotFound,
     SourceError,
+    StoredFile,
     StoredModel,
 )
+from core.digests import file_digest
 from core.paths import InvalidFileName, safe_relative_path
 
 MANIFEST_ACCEPT = "application/vnd.docker.distribution.manifest.v2+json"
@@ -374,6 +377,31 @@ class Ollama(ModelSource):
                           path=Path(model_layer.destination), weights_bytes=model_layer.size,
                           go_chat_template=Path(template.destination).read_text(errors="replace") if template else "")
 
+    def find_local(self, *, path: Path | None = None, name: str = "") -> list[LocalCopy]:
+        """Every model of an Ollama store (`OLLAMA_MODELS`, default ~/.ollama/models): each manifest under
+        `manifests/{host}/{namespace}/{model}/{tag}`, its blobs checked against the sizes the manifest gives and
+        the sha256 their names give."""
+        root = path or settings.IMPORT_OLLAMA_MODELS
+        found = []
+        for manifest_path in sorted((root / "manifests").glob("*/*/*/*")):
+            if not manifest_path.is_file():
+                continue
+            _, namespace, model, tag = manifest_path.relative_to(root / "manifests").parts
+            try:
+                name = parse_name(f"{namespace}/{model}:{tag}")
+                text = manifest_path.read_text()
+                manifest = json.loads(text)
+                blobs = [manifest["config"], *manifest.get("layers", [])]
+                files = [StoredFile(path=blob["digest"], destination=str(root / "blobs" / blob["digest"].replace(
+                    ":", "-")), size=int(blob["size"]), media_type=blob.get("mediaType", "")) for blob in blobs]
+            except (InvalidModelId, OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue  # not a manifest of Ollama's
+            stored = StoredModel(model_id=name.model_id, source=self.name, revision=name.tag, commit=name.tag,
+                                 storage_path=str(manifest_path), files=files, manifest=text)
+            found.append(LocalCopy(model=stored, total_bytes=sum(f.size for f in files),
+                                   problem=_blob_problem(files)))
+        return found
+
     def categories(self, entries: QuerySet) -> list[tuple[str, int]]:
         """Capabilities (tools, vision, embedding, thinking; text when none), as the library lists them."""
         counts = Counter(capability for details in entries.values_list("details", flat=True)
@@ -391,6 +419,19 @@ class Ollama(ModelSource):
             raise InvalidFileName(f"refused registry host {registry_host!r}")
         parts = [str(safe_relative_path(part)) for part in (name.namespace, name.model, name.tag)]
         return self.root() / "manifests" / registry_host / Path(*parts)
+
+
+def _blob_problem(files: list[StoredFile]) -> str:
+    """What is wrong with a stored model's blobs (missing, another size, other bytes than their digest), or nothing."""
+    for file in files:
+        blob = Path(file.destination)
+        if not _DIGEST.match(file.path) or not blob.is_file():
+            return f"blob {file.path} is missing"
+        if blob.stat().st_size != file.size:
+            return f"blob {file.path} has {blob.stat().st_size} bytes, the manifest says {file.size}"
+        if f"sha256:{file_digest(blob, 'sha256')}" != file.path:
+            return f"blob {file.path}: its bytes do not match its digest"
+    return ""
 
 
 def _merge_library_page(model: RemoteModel, name: OllamaName) -> None:

@@ -9,6 +9,7 @@ the engine's environment carries). Adding an engine is adding a module here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Callable
 
 from catalog.sources import ModelFiles
@@ -40,7 +41,23 @@ class Engine:
     formats: tuple[str, ...]
     missing: Callable[[bool], str | None]  # (gpu present) → what to install, or None when ready
     launch: Callable[[ModelFiles, LaunchRequest], Launch]
+    package: str  # the distribution whose version is the engine's
+    # Flags the service sets itself (a deployment's engine_args may not): where it listens, what it serves.
+    owned_flags: tuple[str, ...] = ()
+    # Flags operators often pass through engine_args, with what they do (shown by GET /api/engines).
+    options: tuple[tuple[str, str], ...] = ()
     needs_gpu: bool = False
+
+    def version(self) -> str | None:
+        try:
+            return metadata.version(self.package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    def owns(self, flag: str) -> bool:
+        """Whether `--flag` or `--flag=value` is one the service sets (`-`/`_` spellings alike)."""
+        name = flag.split("=", 1)[0].replace("_", "-")
+        return name in {owned.replace("_", "-") for owned in self.owned_flags}
 
 
 ENGINES: dict[str, Engine] = discover(__name__, __path__, "ENGINE", Engine)

@@ -33,4 +33,12 @@ def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
     return Launch(argv=argv, env=dict(model.env), probe_path="/v1/models", model_name=request.served_name)
 
 
-ENGINE = Engine(name="llama.cpp", formats=("gguf",), missing=missing, launch=launch)
+ENGINE = Engine(
+    name="llama.cpp", formats=("gguf",), missing=missing, launch=launch, package="llama-cpp-python",
+    owned_flags=("--model", "--model_alias", "--host", "--port", "--api_key"),
+    options=(("--n_gpu_layers N", "layers to offload to the GPU (-1: all)"),
+             ("--n_ctx N", "context length (the deployment's max_model_len sets it too)"),
+             ("--n_threads N", "CPU threads for generation"), ("--n_batch N", "prompt batch size"),
+             ("--chat_format NAME", "chat format, e.g. chatml or chatml-function-calling"),
+             ("--embedding true", "serve embeddings"), ("--flash_attn true", "flash attention")),
+)

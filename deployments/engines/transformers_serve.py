@@ -30,4 +30,9 @@ def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
     return Launch(argv=argv, env=env, probe_path="/health", model_name=str(model.path))
 
 
-ENGINE = Engine(name="transformers", formats=("safetensors",), missing=missing, launch=launch)
+ENGINE = Engine(
+    name="transformers", formats=("safetensors",), missing=missing, launch=launch, package="transformers",
+    owned_flags=("--host", "--port", "--device"),
+    options=(("--dtype NAME", "e.g. bfloat16, float32"), ("--log-level LEVEL", "the server's log level"),
+             ("--trust-remote-code", "run the model repository's own code")),
+)

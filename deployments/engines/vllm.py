@@ -41,4 +41,11 @@ def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
     return Launch(argv=argv, env=env, probe_path="/health", model_name=request.served_name)
 
 
-ENGINE = Engine(name="vllm", formats=("safetensors",), missing=missing, launch=launch, needs_gpu=True)
+ENGINE = Engine(
+    name="vllm", formats=("safetensors",), missing=missing, launch=launch, package="vllm", needs_gpu=True,
+    owned_flags=("--host", "--port", "--served-model-name", "--api-key"),
+    options=(("--max-num-seqs N", "sequences batched at once"), ("--quantization NAME", "e.g. awq, gptq, fp8"),
+             ("--enforce-eager", "no CUDA graphs (less memory, slower)"), ("--kv-cache-dtype NAME", "e.g. fp8"),
+             ("--enable-prefix-caching", "reuse the KV cache of shared prompt prefixes"),
+             ("--max-num-batched-tokens N", "tokens per scheduler step")),
+)

@@ -6,14 +6,14 @@ from django.core.management.base import BaseCommand, CommandError
 
 from catalog import services
 from catalog.models import SyncJob
-from catalog.sources import SOURCES
+from catalog.sources import SEARCHABLE
 
 
 class Command(BaseCommand):
     help = "Fetch models from the sources into the local catalog, showing progress."
 
     def add_arguments(self, parser):
-        parser.add_argument("--source", choices=list(SOURCES), help="one source (default: all)")
+        parser.add_argument("--source", choices=list(SEARCHABLE), help="one source (default: all)")
         parser.add_argument("--limit", type=int, default=100, help="models per source (default 100)")
 
     def handle(self, *args, source: str | None, limit: int, **options):

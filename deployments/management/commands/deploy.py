@@ -26,12 +26,21 @@ class Command(BaseCommand):
         parser.add_argument("--engine", choices=sorted(ENGINES))
         parser.add_argument("--port", type=int)
         parser.add_argument("--max-model-len", type=int)
+        parser.add_argument("--engine-arg", action="append", default=[], dest="engine_args", metavar="ARG",
+                            help="an extra engine flag or value, after the service's own (repeat it; write "
+                                 "--engine-arg=--n_gpu_layers --engine-arg=20)")
+        parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                            help="an environment variable of the engine (repeatable)")
         parser.add_argument("--force", action="store_true", help="start even if the memory estimate says no")
 
-    def handle(self, *args, model_id, source, engine, port, max_model_len, force, **options):
+    def handle(self, *args, model_id, source, engine, port, max_model_len, force, engine_args, env, **options):
+        if any("=" not in item for item in env):
+            raise CommandError("--env takes NAME=VALUE")
         try:
             deployment = services.start_deployment(model_id=model_id, model_source=source, port=port,
-                                                   max_model_len=max_model_len, engine=engine, force=force)
+                                                   max_model_len=max_model_len, engine=engine, force=force,
+                                                   engine_args=engine_args,
+                                                   env=dict(item.split("=", 1) for item in env))
         except ApiError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from None
         self.stdout.write(f"{deployment.id}: {deployment.engine} starting on port {deployment.port}")

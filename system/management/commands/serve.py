@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,7 +15,7 @@ import psutil
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from core.host import refresh_query_planner_statistics
 from deployments.supervisor import supervise
@@ -35,12 +36,15 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="run the web server alone")
 
     def handle(self, *args, host: str, port: int, no_worker: bool, **options):
+        self._check_before_starting(host, port)
         call_command("migrate", interactive=False, verbosity=0)
         refresh_query_planner_statistics()
         # No worker of ours runs yet: every "downloading" task was interrupted.
         recover_interrupted_downloads(everything=True)
         manage_py = str(Path(settings.BASE_DIR) / "manage.py")
-        web_argv = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), settings.ASGI_APPLICATION.replace(".application", ":application")]
+        # daphne's own access lines (plain text, on stdout) would repeat ours, which carry the request id.
+        web_argv = [sys.executable, "-m", "daphne", "-v", "0", "-b", host, "-p", str(port),
+                    settings.ASGI_APPLICATION.replace(".application", ":application")]
         worker_argv = [sys.executable, manage_py, "qcluster"]
 
         stopping = False
@@ -86,6 +90,24 @@ class Command(BaseCommand):
         self._stop([p for p in (web, worker) if p is not None])
         self.stdout.write("LLM Manager stopped.")
         sys.exit(exit_code)
+
+    def _check_before_starting(self, host: str, port: int) -> None:
+        """A database that does not answer or a port already taken stops the start with one line naming the
+        setting, and exit status 2."""
+        try:
+            connection.ensure_connection()
+        except Exception as exc:
+            self._refuse("DATABASE_URL", f"the database does not answer ({str(exc).strip().splitlines()[0]})")
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                self._refuse("LLM_MANAGER_PORT", f"{host}:{port} cannot be bound ({exc.strerror})")
+
+    def _refuse(self, setting: str, message: str) -> None:
+        self.stderr.write(f"llm-manager: {setting}: {message}")
+        sys.exit(2)
 
     def _supervise_deployments(self, stopping) -> None:
         """Every second: promote ready engines, notice crashes, restart per policy, rotate logs."""
