@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import hmac
 from importlib import import_module
-from typing import Callable
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.contrib.auth import aget_user
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 
 from core.api import error_json
+from core.middleware import HybridMiddleware
 
 PROTECTED_PREFIXES = ("/api/", "/v1/", "/ws/")
 OPEN_PATHS = frozenset({"/health", "/api/health"})
@@ -47,22 +46,11 @@ def unauthorized_response(path: str) -> HttpResponse:
     return error_json("UNAUTHORIZED", UNAUTHORIZED_MESSAGE, 401)
 
 
-class ApiKeyMiddleware:
-    """Django middleware, sync or async as the stack around it. Behind AuthenticationMiddleware (the admin's
-    stack) it reads the request's user; in the API's lean stack it reads the session cookie itself, and
-    only for a request that brings no key."""
+class ApiKeyMiddleware(HybridMiddleware):
+    """Behind AuthenticationMiddleware (the admin's stack) it reads the request's user; in the API's lean stack it
+    reads the session cookie itself, and only for a request that brings no key."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest):
-        if iscoroutinefunction(self):
-            return self.__acall__(request)
+    def call(self, request: HttpRequest):
         if needs_key(request.path) and not _has_valid_key(request):
             user = getattr(request, "user", None)
             refused = self._staff_or_refusal(request, bool(user and user.is_authenticated and user.is_staff))
@@ -70,7 +58,7 @@ class ApiKeyMiddleware:
                 return refused
         return self.get_response(request)
 
-    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+    async def acall(self, request: HttpRequest) -> HttpResponse:
         if needs_key(request.path) and not _has_valid_key(request):
             refused = self._staff_or_refusal(request, await _is_staff_session(request))
             if refused:

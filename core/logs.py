@@ -16,10 +16,11 @@ import time
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Callable, Iterator
+from typing import Iterator
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
+
+from core.middleware import HybridMiddleware
 
 _context: contextvars.ContextVar[dict] = contextvars.ContextVar("llm_manager_log_context", default={})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
@@ -67,20 +68,10 @@ def request_id_from(header: str) -> str:
     return header if _REQUEST_ID.match(header) else uuid.uuid4().hex
 
 
-class RequestIdMiddleware:
-    """First in both middleware stacks (sync or async, as the stack around it)."""
+class RequestIdMiddleware(HybridMiddleware):
+    """First in both middleware stacks."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable):
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest):
-        if iscoroutinefunction(self):
-            return self.__acall__(request)
+    def call(self, request: HttpRequest):
         started, token = self._begin(request)
         try:
             response = self.get_response(request)
@@ -88,7 +79,7 @@ class RequestIdMiddleware:
             _context.reset(token)
         return self._end(request, response, started)
 
-    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+    async def acall(self, request: HttpRequest) -> HttpResponse:
         started, token = self._begin(request)
         try:
             response = await self.get_response(request)

@@ -43,5 +43,7 @@ def test_every_source_module_is_discovered_and_keeps_the_contract():
     assert sorted(source.__module__.rsplit(".", 1)[1] for source in SOURCES.values()) == modules
     for name, source in SOURCES.items():
         assert source.name == name and isinstance(source, ModelSource) and source.label
-        for method in ("canonical_id", "search", "model_info", "download_plan", "model_files"):
+        required = ("canonical_id", "model_info", "download_plan", "model_files", *(("search",) if source.searchable
+                                                                                   else ()))
+        for method in required:
             assert getattr(type(source), method) is not getattr(ModelSource, method), f"{name} lacks {method}"
