@@ -65,7 +65,7 @@ class JsonFormatter(logging.Formatter):
 
 def request_id_from(header: str) -> str:
     """The caller's X-Request-ID when it is a sane token, else a new one."""
-    return header if _REQUEST_ID.match(header) else uuid.uuid4().hex
+    return header if _REQUEST_ID.fullmatch(header) else uuid.uuid4().hex
 
 
 class RequestIdMiddleware(HybridMiddleware):

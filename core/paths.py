@@ -25,6 +25,6 @@ def safe_relative_path(name: str) -> PurePosixPath:
         raise InvalidFileName(f"refused file name {name!r}")
     path = PurePosixPath(name)
     for part in path.parts:
-        if part in (".", "..") or not _SAFE_COMPONENT.match(part):
+        if part in (".", "..") or not _SAFE_COMPONENT.fullmatch(part):
             raise InvalidFileName(f"refused file name {name!r}")
     return path

@@ -1,8 +1,8 @@
 """The engines' processes: spawn, watch, probe, terminate, supervise with restarts, rotate logs.
 
 Each engine runs in a process group of its own (it outlives the web server and the workers on
-purpose) and writes to a log file per deployment. The `serve` process calls `supervise()` every
-second: it promotes `starting` to `running` when the engine's probe answers, notices crashes,
+purpose) and writes to a log file per deployment. The worker cluster's caretaker (system.caretaker) calls
+`supervise()` every second: it promotes `starting` to `running` when the engine's probe answers, notices crashes,
 restarts per the restart policy with exponential backoff, and rotates logs. A restarted service
 finds its engines again by pid and process start time.
 """
@@ -213,7 +213,7 @@ def uptime(deployment: Deployment) -> float | None:
 
 
 def supervise() -> None:
-    """One round of watching every deployment that should be up; the `serve` process calls it every second."""
+    """One round of watching every deployment that should be up; the worker cluster's caretaker calls it every second."""
     for deployment in Deployment.objects.filter(status__in=[DeploymentStatus.STARTING, DeploymentStatus.RUNNING,
                                                             DeploymentStatus.ERROR]):
         with log_context(deployment_id=deployment.id):

@@ -43,7 +43,7 @@ class DeploymentStartRequest(serializers.Serializer):
     def validate_env(self, value: dict) -> dict:
         raw = self.initial_data.get("env") or {}
         for name, item in raw.items():
-            if not ENV_NAME.match(name):
+            if not ENV_NAME.fullmatch(name):
                 raise serializers.ValidationError(f"{name!r} is not a variable name")
             if not isinstance(item, str):
                 raise serializers.ValidationError(f"{name}: the value must be a string")

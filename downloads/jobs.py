@@ -19,6 +19,7 @@ from core.api import ApiError
 from core.digests import file_digest
 from core.logs import log_context
 from core.paths import InvalidFileName
+from core.shutdown import cluster_stopping
 from downloads import selectors, storage
 from downloads.models import DownloadFile, DownloadStatus, DownloadTask
 from downloads.planning import apply_plan, fetch_plan
@@ -81,8 +82,8 @@ class _Progress:
         mine.update(downloaded_bytes=done, updated_at=timezone.now())
         running = mine.filter(status=DownloadStatus.DOWNLOADING).update(
             speed_bps=speed, eta_seconds=(remaining / speed) if speed > 0 else None, heartbeat_at=timezone.now())
-        if not running:
-            # Paused, cancelled, or another job holds the lease now.
+        # Paused, cancelled, another job holds the lease now, or the worker cluster is stopping.
+        if not running or cluster_stopping():
             if transfer is None:
                 raise TransferStopped()
             transfer.stop.set()
@@ -102,6 +103,12 @@ def _run(task: DownloadTask) -> None:
     try:
         _download(task)
     except TransferStopped:
+        if cluster_stopping():
+            # Its progress is saved: queued again, it continues from there on the next start.
+            DownloadTask.objects.filter(id=task_id, lease=task.lease, status=DownloadStatus.DOWNLOADING).update(
+                status=DownloadStatus.PENDING, lease="", speed_bps=0, eta_seconds=None, updated_at=timezone.now())
+            logger.info("the worker cluster is stopping: %s:%s is queued again", task.source, task.model_id)
+            return
         if DownloadTask.objects.filter(id=task_id, status=DownloadStatus.CANCELLED).exists():
             storage.remove_partial_files(task)
     except TransferFailed as exc:
@@ -116,7 +123,8 @@ def _run(task: DownloadTask) -> None:
         logger.exception("download %s failed", task_id)
         _fail(task, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
     finally:
-        dispatch_queue()
+        if not cluster_stopping():
+            dispatch_queue()
 
 
 def _fail(task: DownloadTask, code: str, message: str) -> None:

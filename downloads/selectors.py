@@ -8,12 +8,22 @@ from catalog.sources import StoredFile, StoredModel
 from core.api import ApiError
 from downloads.models import ACTIVE_DOWNLOAD_STATUSES, DownloadStatus, DownloadTask
 
+SNAPSHOT_LIMIT = 1000  # the most tasks a live view's snapshot holds
 
-def unfinished_tasks(task_id: str | None = None) -> list[DownloadTask]:
-    tasks = DownloadTask.objects.filter(status__in=ACTIVE_DOWNLOAD_STATUSES)
+
+def snapshot_tasks(*, task_id: str | None, everything: bool) -> list[DownloadTask]:
+    """The tasks a live view starts from: unfinished ones, or every one (newest first, at most SNAPSHOT_LIMIT)."""
+    tasks = DownloadTask.objects.all() if everything else DownloadTask.objects.filter(
+        status__in=ACTIVE_DOWNLOAD_STATUSES)
     if task_id:
         tasks = tasks.filter(id=task_id)
-    return list(tasks.prefetch_related("files"))
+    return list(tasks.order_by("-created_at").prefetch_related("files")[:SNAPSHOT_LIMIT])
+
+
+def missing_tasks(task_ids: list[str]) -> list[str]:
+    """Those of `task_ids` that no longer exist."""
+    existing = set(DownloadTask.objects.filter(id__in=task_ids).values_list("id", flat=True))
+    return [task_id for task_id in task_ids if task_id not in existing]
 
 
 def tasks_changed_since(moment: datetime, task_id: str | None = None) -> list[DownloadTask]:

@@ -137,7 +137,6 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "channels",
-    "django_q",
     # The project's apps, bottom to top: each imports only those above it in this list.
     "core",
     "catalog",
@@ -145,6 +144,8 @@ INSTALLED_APPS = [
     "deployments",
     "inference",
     "system",
+    # After `system`, whose `qcluster` (the cluster with its caretaker) takes the place of django-q2's own.
+    "django_q",
 ]
 
 MIDDLEWARE = [

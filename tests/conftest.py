@@ -17,6 +17,15 @@ def fake_hub() -> FakeHub:
     hub.stop()
 
 
+@pytest.fixture
+def throttled(fake_hub):
+    """File bodies at 512 KiB/s a connection: the big model's four parts take about four seconds."""
+    fake_hub.bytes_per_second = 512 * 1024
+    fake_hub.bytes_sent.clear()
+    yield fake_hub
+    fake_hub.bytes_per_second = None
+
+
 @pytest.fixture(scope="session")
 def fake_modelscope() -> FakeModelScope:
     hub = FakeModelScope()

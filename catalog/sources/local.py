@@ -30,7 +30,7 @@ class Local(ModelSource):
     searchable = False
 
     def canonical_id(self, model_id: str) -> str:
-        if not _NAME.match(model_id) or ".." in model_id:
+        if not _NAME.fullmatch(model_id) or ".." in model_id:
             raise InvalidModelId(f"{model_id!r} is not a local model name (letters, digits and . _ : + -)")
         return model_id
 

@@ -59,7 +59,7 @@ class ModelScope(ModelSource):
     # or when the catalog already knows it from here.
 
     def canonical_id(self, model_id: str) -> str:
-        if not _MODEL_ID.match(model_id) or ".." in model_id:
+        if not _MODEL_ID.fullmatch(model_id) or ".." in model_id:
             raise InvalidModelId(f"{model_id!r} is not a ModelScope model id (owner/name)")
         return model_id
 
@@ -100,7 +100,7 @@ class ModelScope(ModelSource):
     def download_plan(self, *, model_id: str, revision: str, include: list[str]) -> DownloadPlan:
         model_id = self.canonical_id(model_id)
         revision = revision or self.default_revision
-        if not _REVISION.match(revision):
+        if not _REVISION.fullmatch(revision):
             raise InvalidModelId(f"{revision!r} is not a revision (a branch or tag name)")
         snapshot = self.repo_dir(model_id) / "snapshots" / revision
         files = []

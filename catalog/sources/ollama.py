@@ -63,7 +63,7 @@ class OllamaName:
 
 def parse_name(name: str) -> OllamaName:
     """`llama3.2:1b`, `library/llama3.2`, `user/model:tag` → its parts, with Ollama's defaults."""
-    match = NAME_PATTERN.match(name)
+    match = NAME_PATTERN.fullmatch(name)
     if not match or ".." in name:
         raise InvalidModelId(f"{name!r} is not an Ollama model name ([namespace/]model[:tag])")
     return OllamaName(match["namespace"] or "library", match["model"], match["tag"] or "latest")
@@ -409,13 +409,13 @@ class Ollama(ModelSource):
         return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
     def _blob(self, digest: str) -> Path:
-        match = _DIGEST.match(digest)
+        match = _DIGEST.fullmatch(digest)
         if not match:
             raise InvalidFileName(f"refused digest {digest!r}")
         return self.root() / "blobs" / f"sha256-{match[1]}"
 
     def _manifest_path(self, registry_host: str, name: OllamaName) -> Path:
-        if not _HOST.match(registry_host):
+        if not _HOST.fullmatch(registry_host):
             raise InvalidFileName(f"refused registry host {registry_host!r}")
         parts = [str(safe_relative_path(part)) for part in (name.namespace, name.model, name.tag)]
         return self.root() / "manifests" / registry_host / Path(*parts)
@@ -425,7 +425,7 @@ def _blob_problem(files: list[StoredFile]) -> str:
     """What is wrong with a stored model's blobs (missing, another size, other bytes than their digest), or nothing."""
     for file in files:
         blob = Path(file.destination)
-        if not _DIGEST.match(file.path) or not blob.is_file():
+        if not _DIGEST.fullmatch(file.path) or not blob.is_file():
             return f"blob {file.path} is missing"
         if blob.stat().st_size != file.size:
             return f"blob {file.path} has {blob.stat().st_size} bytes, the manifest says {file.size}"

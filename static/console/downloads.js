@@ -1,6 +1,6 @@
 "use strict";
-// The download list follows /ws/downloads: a snapshot on connect, then an event per change,
-// so progress bars, speed, ETA, status and the row buttons move without polling or reloading.
+// The download list follows /ws/downloads: a snapshot on connect, then an event per change (a deleted
+// task too), so progress bars, speed, ETA, status and the row buttons move without polling or reloading.
 (() => {
   const live = document.getElementById("download-live");
   if (!live) return;
@@ -44,6 +44,12 @@
     if (task.error) set("status", task.id, `${task.status}: ${task.error}`);
   }
 
+  // A task deleted elsewhere (another operator, the API): its row goes.
+  function remove(taskId) {
+    const bar = document.querySelector(`[data-progress-for="${taskId}"]`);
+    if (bar) bar.closest("tr").remove();
+  }
+
   // A listed task shown as unfinished but missing from the snapshot finished between the page's render
   // and this connection (the snapshot holds unfinished tasks only): ask the API where it ended.
   function settleFinished(inSnapshot) {
@@ -69,7 +75,8 @@
       if (message.type === "snapshot") {
         message.tasks.forEach(apply);
         settleFinished(new Set(message.tasks.map((task) => task.id)));
-      } else apply(message.task);
+      } else if (message.type === "deleted") remove(message.task_id);
+      else apply(message.task);
     });
     socket.addEventListener("close", () => {
       live.dataset.connected = "false";

@@ -28,14 +28,5 @@ def dl(dl_service):
         yield client
 
 
-@pytest.fixture
-def throttled(fake_hub):
-    """File bodies at 512 KiB/s a connection: the big model's four parts take about four seconds."""
-    fake_hub.bytes_per_second = 512 * 1024
-    fake_hub.bytes_sent.clear()
-    yield fake_hub
-    fake_hub.bytes_per_second = None
-
-
 BIG_SHA256 = hashlib.sha256(world.BIG_WEIGHTS).hexdigest()
 DIALOGPT_SHA256 = hashlib.sha256(world.DIALOGPT_WEIGHTS).hexdigest()

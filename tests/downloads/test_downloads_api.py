@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 from huggingface_hub import scan_cache_dir
 
 from tests import world
@@ -218,6 +219,13 @@ def test_bad_starts(dl, dl_service):
     assert_error(start(dl, "evil-org/traversal"), 400, "INVALID_FILE_NAME")
     assert not list(dl_service.data_dir.parent.rglob("evil.bin"))
     assert_error(start(dl, "x", source="civitai"), 400, "INVALID_SOURCE")
+    # Ids that cannot be a repository or a model name are refused before any task exists.
+    listed = assert_success(dl.get("/api/downloads/list", params={"page_size": 100}))["pagination"]["total"]
+    for model_id, source in (("../../etc/passwd", "huggingface"), ("/etc/passwd", "huggingface"),
+                             ("org/na\x00me", "huggingface"), ("a/b/c", "huggingface"), ("org/na..me", "huggingface"),
+                             ("Bad Name!", "ollama"), ("../x:latest", "ollama"), ("mo\x01del:tag", "ollama")):
+        assert_error(start(dl, model_id, source=source), 400, "VALIDATION_ERROR")
+    assert assert_success(dl.get("/api/downloads/list", params={"page_size": 100}))["pagination"]["total"] == listed
     assert_error(dl.post("/api/downloads/start", json={"source": "huggingface"}), 400, "VALIDATION_ERROR")
     assert_error(dl.get("/api/downloads/task_nope"), 404, "TASK_NOT_FOUND")
     assert_error(dl.put("/api/downloads/task_nope/pause"), 404, "TASK_NOT_FOUND")
@@ -336,6 +344,36 @@ def test_websocket_snapshot_then_live_events(dl, dl_service, throttled):
     assert events[-1]["type"] == "status" and events[-1]["task"]["status"] == "completed"
     times = [e["task"]["updated_at"] for e in events]
     assert len(set(times)) >= 3  # at least one event a second while bytes move
+
+
+def test_websocket_includes_finished_tasks_on_request_and_tells_of_deletions(dl, dl_service):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    fresh(dl, "microsoft/DialoGPT-medium")
+    task = assert_success(start(dl, "microsoft/DialoGPT-medium"))["task"]
+    assert wait_status(dl, task["id"], {"completed", "failed"})["status"] == "completed"
+    base = dl_service.url.replace("http://", "ws://") + "/ws/downloads"
+    with connect(base, open_timeout=10) as socket:
+        unfinished = json.loads(socket.recv(timeout=10))
+        assert unfinished["include"] == "unfinished" and task["id"] not in [t["id"] for t in unfinished["tasks"]]
+    with connect(f"{base}?include=all", open_timeout=10) as socket:
+        everything = json.loads(socket.recv(timeout=10))
+        assert everything["type"] == "snapshot" and everything["include"] == "all"
+        assert task["id"] in [t["id"] for t in everything["tasks"]]
+        assert_success(dl.delete(f"/api/downloads/{task['id']}"))
+        deadline = time.monotonic() + 10
+        while True:
+            event = json.loads(socket.recv(timeout=max(0.1, deadline - time.monotonic())))
+            if event["type"] == "deleted":
+                break
+        assert event == {"type": "deleted", "task_id": task["id"]}
+    with connect(f"{base}?include=some", open_timeout=10) as socket:
+        refusal = json.loads(socket.recv(timeout=10))
+        assert refusal["type"] == "error" and refusal["error"] == "VALIDATION_ERROR"
+        with pytest.raises(ConnectionClosed) as closed:
+            socket.recv(timeout=10)
+        assert closed.value.rcvd.code == 4400
 
 
 def test_pull_command_downloads_in_the_foreground(dl_service):

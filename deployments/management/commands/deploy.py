@@ -1,6 +1,6 @@
 """`manage.py deploy MODEL_ID --source … [--engine] [--port]`: start a deployment and wait until it runs.
 
-The `serve` process supervises it from then on (its probe, crashes, restarts).
+The worker cluster's caretaker supervises it from then on (its probe, crashes, restarts).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from catalog.sources import SOURCES
 from core.api import ApiError
-from deployments import services, supervisor
+from deployments import services
 from deployments.engines import ENGINES
 from deployments.models import DeploymentStatus
 
@@ -45,8 +45,7 @@ class Command(BaseCommand):
             raise CommandError(f"{exc.code}: {exc.message}") from None
         self.stdout.write(f"{deployment.id}: {deployment.engine} starting on port {deployment.port}")
         deadline = time.monotonic() + settings.ENGINE_READY_TIMEOUT
-        while time.monotonic() < deadline:
-            supervisor.supervise()
+        while time.monotonic() < deadline:  # the engine's watcher, started with it here, promotes it when ready
             deployment.refresh_from_db()
             if deployment.status != DeploymentStatus.STARTING:
                 break

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -15,16 +14,13 @@ import psutil
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections, connection
+from django.db import connection
 
 from core.host import refresh_query_planner_statistics
-from deployments.supervisor import supervise
 from downloads.queue import recover_interrupted_downloads
 
 STOP_GRACE_SECONDS = 10
 WORKER_RESTART_DELAY_SECONDS = 2
-WATCHDOG_SECONDS = 5
-SUPERVISE_SECONDS = 1
 
 
 class Command(BaseCommand):
@@ -56,8 +52,6 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
 
-        supervisor = threading.Thread(target=self._supervise_deployments, args=(lambda: stopping,), daemon=True)
-        supervisor.start()
         web = subprocess.Popen(web_argv)
         worker = None if no_worker else subprocess.Popen(worker_argv)
         base = f"http://{host}:{port}"
@@ -71,12 +65,8 @@ class Command(BaseCommand):
         )
         self.stdout.flush()
         exit_code = 0
-        next_watch = time.monotonic() + WATCHDOG_SECONDS
         while not stopping:
             time.sleep(0.2)
-            if time.monotonic() >= next_watch:
-                next_watch = time.monotonic() + WATCHDOG_SECONDS
-                self._watch_downloads()
             if web.poll() is not None:
                 self.stderr.write(f"The web server exited with status {web.returncode}; stopping.")
                 exit_code = 1
@@ -108,26 +98,6 @@ class Command(BaseCommand):
     def _refuse(self, setting: str, message: str) -> None:
         self.stderr.write(f"llm-manager: {setting}: {message}")
         sys.exit(2)
-
-    def _supervise_deployments(self, stopping) -> None:
-        """Every second: promote ready engines, notice crashes, restart per policy, rotate logs."""
-        while not stopping():
-            try:
-                supervise()
-            except Exception as exc:  # the database may be busy: try again next second
-                self.stderr.write(f"deployment supervisor: {exc}")
-            finally:
-                close_old_connections()
-            time.sleep(SUPERVISE_SECONDS)
-
-    def _watch_downloads(self) -> None:
-        """Queue again downloads whose worker died (their heartbeat stopped)."""
-        try:
-            recover_interrupted_downloads()
-        except Exception as exc:  # the database may be busy or briefly gone: try again next round
-            self.stderr.write(f"download watchdog: {exc}")
-        finally:
-            close_old_connections()
 
     @staticmethod
     def _stop(processes: list[subprocess.Popen]) -> None:
