@@ -170,6 +170,8 @@ def downloaded_choices() -> list[tuple[str, str]]:
 
 
 def sync_job(job_id: int) -> SyncJob | None:
+    if not 0 < job_id < 2**63:  # an id no database row can have (SQLite would overflow on it)
+        return None
     return SyncJob.objects.filter(id=job_id).first()
 
 

@@ -161,8 +161,10 @@ def resolve_source(model_id: str, source: str | None) -> str:
 
 
 def model_info(*, model_id: str, source: str | None = None) -> tuple[CatalogModel, bool]:
-    """The model, refreshed from its source; (model, offline) where offline means the catalog answered alone."""
+    """The model, refreshed from its source; (model, offline) where offline means the catalog answered alone. An id
+    its source cannot have is refused at once (400 VALIDATION_ERROR)."""
     source = resolve_source(model_id, source)
+    canonical_id(model_id=model_id, source=source)
     if settings.CATALOG_OFFLINE:
         known = selectors.find(model_id, source)
         if known is None:
@@ -171,7 +173,7 @@ def model_info(*, model_id: str, source: str | None = None) -> tuple[CatalogMode
     try:
         remote = _live_pool.submit(SOURCES[source].model_info, model_id=model_id).result(
             timeout=settings.CATALOG_SOURCE_TIMEOUT * 3)
-    except (RemoteModelNotFound, InvalidModelId):
+    except RemoteModelNotFound:
         raise ApiError("MODEL_NOT_FOUND", f"Model {model_id} was not found on {source}", 404) from None
     except RemoteModelGated as exc:
         known = selectors.find(model_id, source)

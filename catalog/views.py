@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.views import APIView
 
 from catalog import selectors, services
 from catalog import serializers as shapes
-from catalog.sources import SOURCES
-from core.api import ApiError, PageQuery, success, utc_timestamp, validate_query
+from catalog.fields import SourceField
+from core.api import ApiError, JsonIntegerField, PageQuery, success, utc_timestamp, validate_body, validate_query
 
 SORTS = list(selectors.ORDERINGS)
-SOURCE_CHOICES = list(SOURCES)
+
+
+class SourceQuery(serializers.Serializer):
+    source = SourceField(required=False)
 
 
 def _source(request) -> str | None:
-    return services.validate_source(request.query_params.get("source"))
+    return validate_query(SourceQuery, request).get("source")
 
 
 class SearchQuery(PageQuery):
     query = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
-    source = serializers.CharField(required=False, allow_blank=True)
+    source = SourceField(searchable_only=True, required=False, allow_blank=True)
     model_type = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
     sort = serializers.ChoiceField(choices=SORTS, required=False, default="downloads")
     favorite = serializers.BooleanField(required=False, default=False)
@@ -34,8 +37,8 @@ class SearchView(APIView):
         description="`data.offline` is true when a source could not answer in time and the local catalog answered alone.",
     )
     def get(self, request):
-        source = _source(request)
         params = validate_query(SearchQuery, request)
+        source = params.get("source") or None
         page, failed = services.search(query=params["query"], source=source, model_type=params["model_type"],
                                        sort=params["sort"], favorites_only=params["favorite"], page=params["page"],
                                        page_size=params["page_size"])
@@ -48,7 +51,7 @@ class SearchView(APIView):
 class ModelInfoView(APIView):
     @extend_schema(
         summary="Details of one model; ids may contain `/` and `:`",
-        parameters=[OpenApiParameter("source", str, enum=SOURCE_CHOICES, required=False)],
+        parameters=[SourceQuery],
     )
     def get(self, request, model_id: str):
         model, offline = services.model_info(model_id=model_id, source=_source(request))
@@ -60,22 +63,22 @@ class ModelInfoView(APIView):
 
 class CategoriesView(APIView):
     @extend_schema(summary="Model types with counts, per source",
-                   parameters=[OpenApiParameter("source", str, enum=SOURCE_CHOICES, required=False)])
+                   parameters=[SourceQuery])
     def get(self, request):
         return success({"categories": selectors.categories(_source(request))})
 
 
 class TrendingQuery(serializers.Serializer):
     limit = serializers.IntegerField(required=False, default=10, min_value=1, max_value=50)
-    source = serializers.CharField(required=False, allow_blank=True)
+    source = SourceField(searchable_only=True, required=False, allow_blank=True)
 
 
 class TrendingView(APIView):
     @extend_schema(summary="Trending models, the sources taking turns: each by its own trending order (Hugging Face "
                            "by trending score, the others by downloads or pulls)", parameters=[TrendingQuery])
     def get(self, request):
-        source = _source(request)
-        limit = validate_query(TrendingQuery, request)["limit"]
+        params = validate_query(TrendingQuery, request)
+        source, limit = params.get("source") or None, params["limit"]
         failed = services.refresh_from_sources(query="", source=source, model_type=None, sort="trending",
                                                limit=max(limit, 20))
         items = shapes.models_to_dicts(selectors.trending(source=source, limit=limit))
@@ -84,32 +87,30 @@ class TrendingView(APIView):
 
 class FavoriteView(APIView):
     @extend_schema(summary="Favorite a model (idempotent)", request=None,
-                   parameters=[OpenApiParameter("source", str, enum=SOURCE_CHOICES, required=False)])
+                   parameters=[SourceQuery])
     def post(self, request, model_id: str):
         favorite, created = services.add_favorite(model_id=model_id, source=_source(request))
         data = {"model_id": favorite.model_id, "source": favorite.source, "created_at": utc_timestamp(favorite.created_at)}
         return success(data, "Added to favorites" if created else "Already a favorite", 201 if created else 200)
 
     @extend_schema(summary="Remove a model from the favorites", request=None,
-                   parameters=[OpenApiParameter("source", str, enum=SOURCE_CHOICES, required=False)])
+                   parameters=[SourceQuery])
     def delete(self, request, model_id: str):
         services.remove_favorite(model_id=model_id, source=_source(request))
         return success({"model_id": model_id}, "Removed from favorites")
 
 
 class SyncRequest(serializers.Serializer):
-    source = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-    limit = serializers.IntegerField(required=False, default=100, min_value=1, max_value=10000)
+    source = SourceField(searchable_only=True, required=False, allow_blank=True, allow_null=True)
+    limit = JsonIntegerField(required=False, default=100, min_value=1, max_value=10000)
 
 
 class SyncView(APIView):
     @extend_schema(summary="Sync the catalog from the sources in the background (one job per source)",
                    request=SyncRequest)
     def post(self, request):
-        body = SyncRequest(data=request.data if isinstance(request.data, dict) else {})
-        body.is_valid(raise_exception=True)
-        source = services.validate_source(body.validated_data.get("source"))
-        jobs = services.create_sync_jobs(source=source, limit=body.validated_data["limit"])
+        body = validate_body(SyncRequest, request) if request.body else {"limit": 100}
+        jobs = services.create_sync_jobs(source=body.get("source") or None, limit=body["limit"])
         return success({"id": jobs[0].id, "jobs": [shapes.job_to_dict(job) for job in jobs]}, "Sync started", 202)
 
 

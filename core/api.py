@@ -101,14 +101,78 @@ def exception_handler(exc: Exception, context: dict) -> Response:
 
 
 def validate_query(serializer_class: type[serializers.Serializer], request) -> dict:
-    """Validate query parameters with a serializer; a failure is a VALIDATION_ERROR naming the field."""
+    """Validate query parameters with a serializer; a failure is a VALIDATION_ERROR naming the field. Unknown
+    parameters, and a value given empty (`?status=`) where the schema allows none, are refused rather than
+    read as absent."""
     serializer = serializer_class(data=request.query_params)
+    _refuse_unknown(request.query_params, serializer.fields)
+    for name, field in serializer.fields.items():
+        if request.query_params.get(name) == "" and not getattr(field, "allow_blank", False):
+            raise exceptions.ValidationError({name: ["may not be empty: leave it out for its default"]})
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
 
+def _refuse_unknown(given, fields) -> None:
+    unknown = sorted(set(given) - set(fields))
+    if unknown:
+        raise exceptions.ValidationError(
+            {unknown[0]: [f"unknown parameter (known: {', '.join(fields) or 'none'})"]})
+
+
+def validate_body(serializer_class: type[serializers.Serializer], request) -> dict:
+    """Validate a JSON object body (an array or a scalar is refused, not read as empty; so are unknown fields, a
+    misspelt one among them)."""
+    if not isinstance(request.data, dict):
+        raise exceptions.ValidationError({"body": ["must be a JSON object"]})
+    serializer = serializer_class(data=request.data)
+    _refuse_unknown(request.data, serializer.fields)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class TextField(serializers.CharField):
+    """A string and only a string (DRF's CharField also takes numbers and turns them into text)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class JsonIntegerField(serializers.IntegerField):
+    """An integer in a JSON body: no strings, booleans or fractions read as one."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, float)) or data != int(data):
+            self.fail("invalid")
+        return super().to_internal_value(int(data))
+
+
+class JsonFloatField(serializers.FloatField):
+    """A number in a JSON body: no strings or booleans read as one."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class JsonBooleanField(serializers.BooleanField):
+    """true or false in a JSON body, not "yes" or 1."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+# What pagination can reach: page × page_size stays far inside what a database integer holds.
+MAX_PAGE = 1_000_000
+
+
 class PageQuery(serializers.Serializer):
-    page = serializers.IntegerField(required=False, default=1, min_value=1)
+    page = serializers.IntegerField(required=False, default=1, min_value=1, max_value=MAX_PAGE)
     page_size = serializers.IntegerField(required=False, default=20, min_value=1, max_value=100)
 
 

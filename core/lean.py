@@ -16,7 +16,8 @@ LEAN_PREFIXES = ("/api/", "/v1/", "/health")
 PROXY_PREFIXES = ("/v1/", "/api/chat/", "/api/completions/")
 # Pages for people, not programs: the full stack (trailing-slash redirects, security headers).
 FULL_STACK_PREFIXES = ("/api/docs", "/api/schema")
-LEAN_MIDDLEWARE = ["core.logs.RequestIdMiddleware", "core.auth.ApiKeyMiddleware"]
+LEAN_MIDDLEWARE = ["core.logs.RequestIdMiddleware", "core.middleware.BodyLimitMiddleware",
+                   "core.auth.ApiKeyMiddleware"]
 
 
 def is_lean(path: str) -> bool:

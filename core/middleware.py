@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import HttpRequest
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+
+from core.api import error_json
 
 
 class HybridMiddleware:
@@ -30,3 +33,28 @@ class HybridMiddleware:
 
     async def acall(self, request: HttpRequest):
         raise NotImplementedError
+
+
+class BodyLimitMiddleware(HybridMiddleware):
+    """A request body over LLM_MANAGER_MAX_BODY_MB is refused with 413 PAYLOAD_TOO_LARGE before it is parsed."""
+
+    def call(self, request: HttpRequest):
+        return self._refusal(request) or self.get_response(request)
+
+    async def acall(self, request: HttpRequest):
+        return self._refusal(request) or await self.get_response(request)
+
+    @staticmethod
+    def _refusal(request: HttpRequest) -> JsonResponse | None:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = settings.MAX_BODY_BYTES + 1  # unreadable: refused as too large rather than read blindly
+        limit = settings.MAX_BODY_BYTES
+        if length <= limit:
+            return None
+        message = f"The request body has {length} bytes; at most {limit} are taken (LLM_MANAGER_MAX_BODY_MB)"
+        if request.path.startswith("/v1/"):  # OpenAI clients read OpenAI's own error shape
+            return JsonResponse({"error": {"message": message, "type": "invalid_request_error",
+                                           "code": "PAYLOAD_TOO_LARGE"}}, status=413)
+        return error_json("PAYLOAD_TOO_LARGE", message, 413, {"max_bytes": limit})

@@ -33,3 +33,12 @@ class EnvelopeAutoSchema(AutoSchema):
 
     def get_response_serializers(self):
         return {"2XX": ENVELOPE, "4XX": ERROR, "5XX": ERROR}
+
+
+def close_request_bodies(result, generator, request, public):
+    """The API's JSON bodies take only the fields they declare (core.api.validate_body refuses others): the schema
+    says so. (The inference routes, which pass unknown fields on to the engine, are declared apart.)"""
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request") and component.get("type") == "object":
+            component["additionalProperties"] = False
+    return result

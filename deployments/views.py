@@ -8,8 +8,16 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.views import APIView
 
-from catalog.services import validate_source
-from core.api import success, validate_query
+from catalog.fields import SourceField
+from core.api import (
+    JsonBooleanField,
+    JsonFloatField,
+    JsonIntegerField,
+    TextField,
+    success,
+    validate_body,
+    validate_query,
+)
 from deployments import selectors, services, supervisor
 from deployments import serializers as shapes
 from deployments.engines import ENGINES
@@ -17,41 +25,28 @@ from deployments.models import DeploymentStatus, RestartPolicy
 
 
 class DeploymentStartRequest(serializers.Serializer):
-    model_id = serializers.CharField(max_length=255)
-    model_source = serializers.CharField(max_length=20)
-    port = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=65535)
-    gpu_memory_utilization = serializers.FloatField(required=False, default=0.9)
-    max_model_len = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    model_id = TextField(max_length=255)
+    model_source = SourceField()
+    port = JsonIntegerField(required=False, allow_null=True, min_value=1, max_value=65535)
+    gpu_memory_utilization = JsonFloatField(required=False, default=0.9, min_value=0.01, max_value=1)
+    max_model_len = JsonIntegerField(required=False, allow_null=True, min_value=1, max_value=10_000_000)
     engine = serializers.ChoiceField(choices=sorted(ENGINES), required=False, allow_null=True)
-    name = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
+    name = TextField(required=False, allow_blank=True, max_length=255, default="")
     restart_policy = serializers.ChoiceField(choices=RestartPolicy.choices, required=False,
                                              default=RestartPolicy.ON_FAILURE)
-    tensor_parallel_size = serializers.IntegerField(required=False, default=1, min_value=1, max_value=64)
+    tensor_parallel_size = JsonIntegerField(required=False, default=1, min_value=1, max_value=64)
     engine_args = serializers.ListField(
-        child=serializers.CharField(max_length=4096), required=False, default=list, max_length=200,
+        child=TextField(max_length=4096), required=False, default=list, max_length=200,
         help_text='Extra engine flags, passed after the service\'s own, e.g. ["--n_gpu_layers", "20"]; flags the '
                   "engine's entry in GET /api/engines lists as owned are refused")
-    env = serializers.DictField(child=serializers.CharField(max_length=65536, allow_blank=True), required=False,
+    env = serializers.DictField(child=TextField(max_length=65536, allow_blank=True), required=False,
                                 default=dict, help_text="Extra environment variables of the engine (string values)")
-    force = serializers.BooleanField(required=False, default=False)
-
-    def validate_engine_args(self, value: list) -> list:
-        if any(not isinstance(arg, str) for arg in self.initial_data.get("engine_args") or []):
-            raise serializers.ValidationError("every item must be a string")
-        return value
+    force = JsonBooleanField(required=False, default=False)
 
     def validate_env(self, value: dict) -> dict:
-        raw = self.initial_data.get("env") or {}
-        for name, item in raw.items():
+        for name in value:
             if not ENV_NAME.fullmatch(name):
                 raise serializers.ValidationError(f"{name!r} is not a variable name")
-            if not isinstance(item, str):
-                raise serializers.ValidationError(f"{name}: the value must be a string")
-        return value
-
-    def validate_gpu_memory_utilization(self, value: float) -> float:
-        if not 0 < value <= 1:
-            raise serializers.ValidationError("must be in (0, 1]")
         return value
 
 
@@ -61,11 +56,7 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,255}$")
 class StartView(APIView):
     @extend_schema(summary="Start a deployment of a downloaded model on an inference engine", request=DeploymentStartRequest)
     def post(self, request):
-        body = DeploymentStartRequest(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
-        validate_source(data["model_source"])
-        deployment = services.start_deployment(**data)
+        deployment = services.start_deployment(**validate_body(DeploymentStartRequest, request))
         shown = shapes.deployment_to_dict(deployment)
         return success({key: shown[key] for key in ("deployment_id", "model_id", "status", "host", "port",
                                                     "created_at", "engine", "name", "pid")}, "Deployment starting")

@@ -33,7 +33,12 @@ def import_models(*, path: str = "", source: str = "", name: str = "") -> Import
     if path:
         adapter = catalog.source_of(source or PATH_SOURCE)
         where = Path(path).expanduser()
-        if not where.exists():
+        try:
+            exists = where.exists()
+        except (OSError, ValueError) as exc:  # too long, a NUL byte…
+            raise ApiError("VALIDATION_ERROR", f"path: {path[:200]!r} cannot be a path ({exc})", 400,
+                           {"path": path[:200]}) from None
+        if not exists:
             raise ApiError("VALIDATION_ERROR", f"path: {where} does not exist", 400, {"path": str(where)})
         try:
             found = adapter.find_local(path=where, name=name)

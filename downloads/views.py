@@ -6,19 +6,20 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.views import APIView
 
-from core.api import PageQuery, paginate, success, validate_query
+from catalog.fields import SourceField
+from core.api import PageQuery, TextField, paginate, success, validate_body, validate_query
 from downloads import imports, queue, selectors, services
 from downloads import serializers as shapes
 from downloads.models import DownloadStatus
 
 
 class DownloadStartRequest(serializers.Serializer):
-    model_id = serializers.CharField(max_length=255)
-    source = serializers.CharField(max_length=20)
-    revision = serializers.CharField(max_length=255, required=False, allow_blank=True, default="",
+    model_id = TextField(max_length=255)
+    source = SourceField()
+    revision = TextField(max_length=255, required=False, allow_blank=True, default="",
                                      help_text="Branch, tag or commit; empty: the source's default (main on Hugging "
                                                "Face, master on ModelScope; Ollama names carry their tag)")
-    include = serializers.ListField(child=serializers.CharField(max_length=255), required=False, default=list,
+    include = serializers.ListField(child=TextField(max_length=255), required=False, default=list,
                                     max_length=50, help_text='Glob patterns of files to fetch, e.g. ["*Q4_K_M.gguf"]')
 
 
@@ -26,9 +27,7 @@ class StartView(APIView):
     @extend_schema(summary="Create and start a download task (an active or completed one for the same model is returned)",
                    request=DownloadStartRequest)
     def post(self, request):
-        body = DownloadStartRequest(data=request.data)
-        body.is_valid(raise_exception=True)
-        task, created = services.start_download(**body.validated_data)
+        task, created = services.start_download(**validate_body(DownloadStartRequest, request))
         message = "下载任务已创建" if created else "A task for this model already exists"
         return success({"task": shapes.task_to_dict(task), "message": message}, message)
 
@@ -98,12 +97,12 @@ class StorageView(APIView):
 
 
 class ImportRequest(serializers.Serializer):
-    path = serializers.CharField(required=False, allow_blank=True, default="", max_length=4096,
+    path = TextField(required=False, allow_blank=True, default="", max_length=4096,
                                  help_text="A GGUF file or a model directory; with `source`, that source's store "
                                            "(a Hugging Face cache, an Ollama models dir). Empty: every source's "
                                            "store at its default place")
-    source = serializers.CharField(required=False, allow_blank=True, default="", max_length=20)
-    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=128,
+    source = SourceField(required=False, allow_blank=True, default="")
+    name = TextField(required=False, allow_blank=True, default="", max_length=128,
                                  help_text="The name of a model imported by path (default: the file or dir name)")
 
 
@@ -111,9 +110,7 @@ class ImportView(APIView):
     @extend_schema(summary="Register models already on this machine as completed downloads, in place (no copy)",
                    request=ImportRequest)
     def post(self, request):
-        body = ImportRequest(data=request.data if isinstance(request.data, dict) else {})
-        body.is_valid(raise_exception=True)
-        result = imports.import_models(**body.validated_data)
+        result = imports.import_models(**(validate_body(ImportRequest, request) if request.body else {}))
         data = {"imported": [shapes.task_to_dict(task) for task in result.imported],
                 "existing": [shapes.task_to_dict(task) for task in result.existing], "skipped": result.skipped}
         return success(data, f"{len(result.imported)} imported, {len(result.existing)} already known, "

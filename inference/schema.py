@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+# Exactly what inference/services.py checks; anything else in the body is not looked at.
 _SAMPLING = {
     "stream": {"type": "boolean", "default": False},
     "temperature": {"type": "number", "minimum": 0, "maximum": 2},
     "max_tokens": {"type": "integer", "minimum": 1},
     "top_p": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1},
-    "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-    "presence_penalty": {"type": "number"},
-    "frequency_penalty": {"type": "number"},
+    "stop": {"description": "a string or a list of strings, passed to the engine"},
+    "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+    "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
     "seed": {"type": "integer"},
-    "n": {"type": "integer", "minimum": 1},
+    "n": {"type": "integer", "minimum": 1, "maximum": 16},
+    "stream_options": {"description": "passed to the engine"},
 }
-_MESSAGES = {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["role", "content"], "properties": {
+_MESSAGES = {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["role"], "properties": {
     "role": {"type": "string", "enum": ["system", "user", "assistant", "tool", "developer"]},
-    "content": {"type": "string"}}}}
-_PROMPT = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+    "content": {"description": "text, or a list of content parts; passed to the engine"},
+    "name": {"type": "string"}}}}
+_PROMPT = {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1}]}
 _ID = [{"in": "path", "name": "deployment_id", "required": True, "schema": {"type": "string"}}]
 _STREAM = {"text/event-stream": {"schema": {"type": "string", "description": "OpenAI chunks, then data: [DONE]"}}}
 
@@ -41,7 +44,7 @@ def add_inference_paths(result, generator, request, public):
                                                {"messages": _MESSAGES}, ["messages"], _ID)
     paths["/api/completions/{deployment_id}"] = _post("completions_create", "Text completion on a running deployment",
                                                       {"prompt": _PROMPT}, ["prompt"], _ID)
-    model = {"model": {"type": "string", "description": "deployment name, deployment id or model id"}}
+    model = {"model": {"type": "string", "minLength": 1, "description": "deployment name, deployment id or model id"}}
     paths["/v1/chat/completions"] = _post("openai_chat_completions", "OpenAI-compatible chat (routed by `model`)",
                                           {**model, "messages": _MESSAGES}, ["model", "messages"], errors="openai")
     paths["/v1/completions"] = _post("openai_completions", "OpenAI-compatible completions (routed by `model`)",

@@ -12,10 +12,11 @@ import time
 from typing import Any, AsyncIterator
 
 from asgiref.sync import sync_to_async
+from django.core.validators import ProhibitNullCharactersValidator
 from django.db.models import F
 from rest_framework import serializers
 
-from core.api import ApiError
+from core.api import ApiError, JsonBooleanField, JsonFloatField, JsonIntegerField, TextField
 from deployments.models import Deployment, DeploymentStatus
 from inference.engine_http import EnginePool, EngineRefused, EngineResponse, EngineUnavailable
 from inference.models import DeploymentUsage
@@ -25,23 +26,31 @@ _pools: dict[tuple[str, int], EnginePool] = {}
 JSON_HEADERS = [(b"Content-Type", b"application/json"), (b"Accept", b"application/json, text/event-stream")]
 
 
+class PassedText(TextField):
+    """Any string, NUL characters too: it goes on to the engine and is never stored."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.validators = [v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)]
+
+
 class Message(serializers.Serializer):
     role = serializers.ChoiceField(choices=ROLES)
     content = serializers.JSONField(allow_null=True, required=False)
-    name = serializers.CharField(required=False)
+    name = PassedText(required=False, allow_blank=True)
 
 
 class Sampling(serializers.Serializer):
-    stream = serializers.BooleanField(required=False, default=False)
-    temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
-    max_tokens = serializers.IntegerField(required=False, min_value=1)
-    top_p = serializers.FloatField(required=False, max_value=1)
-    stop = serializers.JSONField(required=False)
-    presence_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
-    frequency_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
-    seed = serializers.IntegerField(required=False)
-    n = serializers.IntegerField(required=False, min_value=1, max_value=16)
-    stream_options = serializers.JSONField(required=False)
+    stream = JsonBooleanField(required=False, default=False)
+    temperature = JsonFloatField(required=False, min_value=0, max_value=2)
+    max_tokens = JsonIntegerField(required=False, min_value=1)
+    top_p = JsonFloatField(required=False, max_value=1)
+    stop = serializers.JSONField(required=False, allow_null=True)
+    presence_penalty = JsonFloatField(required=False, min_value=-2, max_value=2)
+    frequency_penalty = JsonFloatField(required=False, min_value=-2, max_value=2)
+    seed = JsonIntegerField(required=False)
+    n = JsonIntegerField(required=False, min_value=1, max_value=16)
+    stream_options = serializers.JSONField(required=False, allow_null=True)
 
     def validate_top_p(self, value: float) -> float:
         if value <= 0:

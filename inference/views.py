@@ -52,7 +52,9 @@ def _sse(chunks) -> StreamingHttpResponse:
 
 async def proxy(request: HttpRequest, deployment_id: str, kind: str) -> HttpResponse:
     if request.method != "POST":
-        return error_json("METHOD_NOT_ALLOWED", f"Method \"{request.method}\" not allowed.", 405)
+        refusal = error_json("METHOD_NOT_ALLOWED", f"Method \"{request.method}\" not allowed.", 405)
+        refusal["Allow"] = "POST"
+        return refusal
     try:
         schema, path = _route(kind)
         payload = services.validated(schema, _json_body(request))
@@ -81,9 +83,15 @@ def openai_error(message: str, status: int, code: str, kind: str = "invalid_requ
     return JsonResponse({"error": {"message": message, "type": kind, "code": code}}, status=status)
 
 
+def method_not_allowed(allowed: str) -> JsonResponse:
+    refusal = openai_error("Method not allowed", 405, "METHOD_NOT_ALLOWED")
+    refusal["Allow"] = allowed
+    return refusal
+
+
 async def openai_models(request: HttpRequest) -> JsonResponse:
     if request.method != "GET":
-        return openai_error("Method not allowed", 405, "METHOD_NOT_ALLOWED")
+        return method_not_allowed("GET")
     data = [
         {"id": deployment.name or deployment.id, "object": "model", "owned_by": "llm-manager",
          "created": int(deployment.created_at.timestamp()), "root": deployment.model_id,
@@ -95,12 +103,13 @@ async def openai_models(request: HttpRequest) -> JsonResponse:
 
 async def _openai_proxy(request: HttpRequest, kind: str) -> HttpResponse:
     if request.method != "POST":
-        return openai_error("Method not allowed", 405, "METHOD_NOT_ALLOWED")
+        return method_not_allowed("POST")
     try:
         body = _json_body(request)
         model = body.get("model") if isinstance(body, dict) else None
-        if not model:
-            return openai_error("`model` is required: a deployment name, id or model id", 400, "VALIDATION_ERROR")
+        if not model or not isinstance(model, str):
+            return openai_error("`model` is required: a deployment name, id or model id (a string)", 400,
+                                "VALIDATION_ERROR")
         schema, path = _route(kind)
         payload = services.validated(schema, body)
         deployment = await services.deployment_for_model(model)

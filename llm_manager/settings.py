@@ -90,6 +90,9 @@ for _directory in (DATA_DIR, MODELS_DIR, LOGS_DIR):
     writable_dir("LLM_MANAGER_DATA_DIR", _directory)
 
 API_KEY = _env("LLM_MANAGER_API_KEY")
+# Larger request bodies are refused (413 PAYLOAD_TOO_LARGE) before they are parsed.
+MAX_BODY_BYTES = _env_int("LLM_MANAGER_MAX_BODY_MB", 32, minimum=1, maximum=4096) * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
 MAX_CONCURRENT_DOWNLOADS = _env_int("LLM_MANAGER_MAX_CONCURRENT_DOWNLOADS", 2, minimum=1)
 # Each running download holds a worker: leave room beside them for the other jobs.
 WORKERS = _env_int("LLM_MANAGER_WORKERS", MAX_CONCURRENT_DOWNLOADS + 2, minimum=1)
@@ -150,6 +153,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.logs.RequestIdMiddleware",
+    "core.middleware.BodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -252,6 +256,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "inference.schema.add_inference_paths",
+        "system.schema.add_links",
+        "core.schema.close_request_bodies",
     ],
 }
 
