@@ -33,12 +33,27 @@ def _downloaded_models() -> list[tuple[str, str]]:
             for source, model_id in catalog.downloaded_choices()]
 
 
+NUMBERS = ("port", "gpu_memory_utilization", "max_model_len")
+
+
+def _number(text: str) -> int | float | str:
+    """A form's number as the JSON API takes it; text that is no number stays text (and is refused as such)."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
 def _start_body(post) -> dict:
     """The deploy form's fields as the API's start request (blank fields left to their defaults). Engine flags are
     written as on a command line; environment variables one `NAME=value` a line."""
     source, _, model_id = post.get("model", "").partition(MODEL_SEPARATOR)
-    body = {name: post[name] for name in ("port", "gpu_memory_utilization", "max_model_len", "engine", "name",
-                                          "restart_policy") if post.get(name, "").strip()}
+    body = {name: _number(post[name]) if name in NUMBERS else post[name]
+            for name in ("port", "gpu_memory_utilization", "max_model_len", "engine", "name", "restart_policy")
+            if post.get(name, "").strip()}
     try:
         engine_args = shlex.split(post.get("engine_args", ""))
     except ValueError:

@@ -97,6 +97,7 @@ def spawn(deployment: Deployment) -> None:
     deployment.options = {**deployment.options, "pid_started": psutil.Process(process.pid).create_time(),
                           "spawned_at": time.time(), "argv": launch.argv}
     deployment.options.pop("restart_at", None)
+    deployment.options.pop("probe_failures", None)
     deployment.save()
     threading.Thread(target=_watch, args=(process, deployment.id), daemon=True, name=f"watch-{deployment.id}").start()
 
@@ -241,6 +242,23 @@ def _supervise_one(deployment: Deployment) -> None:
         elif time.time() - deployment.options.get("spawned_at", time.time()) > settings.ENGINE_READY_TIMEOUT:
             terminate(deployment, grace=2)
             _failed(deployment, f"the engine was not ready within {settings.ENGINE_READY_TIMEOUT:.0f} s")
+    elif deployment.status == DeploymentStatus.RUNNING:
+        _check_answers(deployment)
+
+
+def _check_answers(deployment: Deployment) -> None:
+    """An engine alive but not answering (hung, stopped): after ENGINE_PROBE_FAILURES probes in a row it is failed,
+    killed, and its restart policy applies."""
+    ready, _, detail = probe(deployment)
+    before = deployment.options.get("probe_failures", 0)
+    failures = 0 if ready else before + 1
+    if failures != before:
+        Deployment.objects.filter(id=deployment.id, pid=deployment.pid).update(
+            options={**deployment.options, "probe_failures": failures})
+        deployment.options["probe_failures"] = failures
+    if failures >= settings.ENGINE_PROBE_FAILURES:
+        _failed(deployment, f"the engine stopped answering its readiness probe ({detail}, {failures} times in a row)")
+        terminate(deployment, grace=1)
 
 
 def _failed(deployment: Deployment, reason: str) -> None:
@@ -253,10 +271,13 @@ def _failed(deployment: Deployment, reason: str) -> None:
     if policy == RestartPolicy.ALWAYS or (policy == RestartPolicy.ON_FAILURE
                                           and deployment.restart_count < deployment.max_restarts):
         options["restart_at"] = time.time() + min(60, 2 ** deployment.restart_count)
-    Deployment.objects.filter(id=deployment.id, pid=deployment.pid,
-                              status__in=[DeploymentStatus.STARTING, DeploymentStatus.RUNNING]).update(
+    failed = Deployment.objects.filter(id=deployment.id, pid=deployment.pid,
+                                       status__in=[DeploymentStatus.STARTING, DeploymentStatus.RUNNING]).update(
         status=DeploymentStatus.ERROR, pid=None, error=f"{reason}\n{last_lines}".strip(), options=options,
         updated_at=timezone.now())
+    if failed:
+        logger.warning("deployment %s failed: %s%s", deployment.id, reason,
+                       "; restarting it per its policy" if "restart_at" in options else "")
 
 
 def rotate_log(deployment: Deployment) -> None:

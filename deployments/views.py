@@ -29,7 +29,8 @@ class DeploymentStartRequest(serializers.Serializer):
     model_source = SourceField()
     port = JsonIntegerField(required=False, allow_null=True, min_value=1, max_value=65535)
     gpu_memory_utilization = JsonFloatField(required=False, default=0.9, min_value=0.01, max_value=1)
-    max_model_len = JsonIntegerField(required=False, allow_null=True, min_value=1, max_value=10_000_000)
+    # At most what the column holds on every database (PostgreSQL's integer).
+    max_model_len = JsonIntegerField(required=False, allow_null=True, min_value=1, max_value=2**31 - 1)
     engine = serializers.ChoiceField(choices=sorted(ENGINES), required=False, allow_null=True)
     name = TextField(required=False, allow_blank=True, max_length=255, default="")
     restart_policy = serializers.ChoiceField(choices=RestartPolicy.choices, required=False,
