@@ -49,6 +49,20 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class PlainFormatter(logging.Formatter):
+    """`time level logger message`, then the context's ids in brackets when a record has any (a request's
+    traceback names its request)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        ids = " ".join(f"{name}={getattr(record, name)}" for name in ("request_id", "task_id", "deployment_id")
+                       if getattr(record, name, ""))
+        if not ids:
+            return line
+        first, newline, rest = line.partition("\n")
+        return f"{first} [{ids}]{newline}{rest}"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, the context's fields that are set, and the
     traceback of an exception."""

@@ -269,7 +269,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"context": {"()": "core.logs.ContextFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {"()": "core.logs.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "core.logs.JsonFormatter"},
     },
     "handlers": {

@@ -92,3 +92,13 @@ def test_json_logs_carry_request_ids_routes_and_task_ids(start_service, tmp_path
         if line.startswith("{"):
             json.loads(line)
     assert not [line for line in service.log().splitlines() if " - - [" in line]  # no daphne plain access lines
+
+
+def test_plain_logs_name_the_request(start_service):
+    service = start_service()
+    with service.client() as client:
+        assert client.get("/api/system/load", headers={"X-Request-ID": "plain-7"}).headers["X-Request-ID"] == "plain-7"
+    service_log = service.data_dir / "logs" / "service.log"
+    wait_for(lambda: "[request_id=plain-7]" in service_log.read_text(), 10, what="the access line")
+    line = next(line for line in service_log.read_text().splitlines() if "[request_id=plain-7]" in line)
+    assert " INFO llm_manager.requests GET /api/system/load 200 " in line
