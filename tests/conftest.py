@@ -62,9 +62,13 @@ def need_registry(registry) -> Registry:
 
 
 @pytest.fixture(scope="session")
-def sources_env(fake_hub, fake_modelscope, fake_library, registry) -> dict[str, str]:
-    """Environment pointing the service at the loopback stand-ins for Hugging Face, ModelScope and Ollama."""
+def sources_env(fake_hub, fake_modelscope, fake_library, registry, tmp_path_factory) -> dict[str, str]:
+    """Environment pointing the service at the loopback stand-ins for Hugging Face, ModelScope and Ollama, and its
+    `import` at empty stores (never at this machine's own caches)."""
+    empty = tmp_path_factory.mktemp("empty-stores")
     return {
+        "HF_HUB_CACHE": str(empty / "huggingface"),
+        "OLLAMA_MODELS": str(empty / "ollama"),
         "HF_ENDPOINT": fake_hub.url,
         "HF_TOKEN": "",
         "MODELSCOPE_ENDPOINT": fake_modelscope.url,
