@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import psutil
 from django.conf import settings
@@ -60,8 +61,7 @@ class Command(DjangoQCommand):
 
 def _kill_after_grace(master: int) -> None:
     """Past the grace period, nothing of this cluster is left running (its engines aside)."""
-    if threading.Event().wait(STOP_SECONDS):
-        return
+    time.sleep(STOP_SECONDS)  # a daemon thread: if the cluster stops first, the process ends with it
     session = os.getsid(master)
     for process in psutil.Process(master).children(recursive=True):
         try:
