@@ -32,10 +32,10 @@ def import_models(*, path: str = "", source: str = "", name: str = "") -> Import
     Without: every source's store at its default place (or the named source's)."""
     if path:
         adapter = catalog.source_of(source or PATH_SOURCE)
-        where = Path(path).expanduser()
         try:
+            where = Path(path).expanduser()
             exists = where.exists()
-        except (OSError, ValueError) as exc:  # too long, a NUL byte…
+        except (OSError, ValueError, RuntimeError) as exc:  # too long, a NUL byte, ~user of no such user…
             raise ApiError("VALIDATION_ERROR", f"path: {path[:200]!r} cannot be a path ({exc})", 400,
                            {"path": path[:200]}) from None
         if not exists:

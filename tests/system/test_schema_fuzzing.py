@@ -55,6 +55,7 @@ def test_the_refusals_fuzzing_once_found(api):
                                                         "revison": "main"}), 400, "VALIDATION_ERROR")
     assert_error(api.post("/api/models/import", json={"path": 0}), 400, "VALIDATION_ERROR")
     assert_error(api.post("/api/models/import", json={"path": "x" * 4000}), 400, "VALIDATION_ERROR")
+    assert_error(api.post("/api/models/import", json={"path": "~no-such-user/m.gguf"}), 400, "VALIDATION_ERROR")
     assert_error(api.get("/api/models/categories", params={"source": ""}), 400, "VALIDATION_ERROR")
     assert_error(api.get("/api/models/categories", params={"source": "civitai"}), 400, "INVALID_SOURCE")
     openai_model = api.post("/v1/completions", json={"model": ["a"], "prompt": "hi"})
