@@ -201,6 +201,10 @@ def _fetch_file(task: DownloadTask, file: DownloadFile, progress: _Progress, aut
         transfer = FileTransfer(file.url, file.size, partial, file.parts, settings_, auth, _algorithm(file))
         try:
             digest = transfer.run(lambda: progress.tick(file, transfer))
+        except TransferFailed as exc:
+            file.status, file.error = DownloadFile.Status.FAILED, str(exc)
+            DownloadFile.objects.filter(id=file.id).update(error=file.error)
+            raise
         finally:
             progress.tick(file, transfer, force=True)  # what is on disk is recorded, whatever happened
         expected = _expected_digest(file)

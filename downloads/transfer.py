@@ -15,6 +15,8 @@ fresh buffers cost more CPU than the transfer itself (see docs/benchmarks.md).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import http.client
 import json
@@ -44,6 +46,7 @@ MIN_READ_BYTES, MAX_READ_BYTES, READ_SECONDS = 64 * 1024, 1024 * 1024, 0.1
 MAX_REDIRECTS = 5
 PART_BYTES = 16 * 1024 * 1024  # the largest part of a split file
 CHECKPOINT_EVERY_BYTES = 2 * 1024 * 1024
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk or quota: no retry helps until someone frees space
 
 
 class TransferStopped(Exception):
@@ -129,7 +132,8 @@ class FileTransfer:
         fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             if os.fstat(fd).st_size != self.size:
-                os.ftruncate(fd, self.size)
+                with self._no_space_is_fatal():
+                    os.ftruncate(fd, self.size)
             todo: queue.Queue = queue.Queue()
             for part in self.parts:
                 if part[2] < part[1] - part[0] + 1:
@@ -240,10 +244,28 @@ class FileTransfer:
             if skip:
                 skip -= count
                 continue
-            os.pwrite(fd, buffer[:count], offset)
+            self._write(fd, buffer[:count], offset)
             offset += count
             part[2] += count
             self._count(fd, count)
+
+    def _write(self, fd: int, data: memoryview, offset: int) -> None:
+        """All of `data` at `offset` (a write may be short when the disk fills up), or TransferFailed."""
+        with self._no_space_is_fatal():
+            while data:
+                written = os.pwrite(fd, data, offset)
+                data, offset = data[written:], offset + written
+
+    @contextlib.contextmanager
+    def _no_space_is_fatal(self):
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in NO_SPACE:
+                raise
+            raise TransferFailed("INSUFFICIENT_STORAGE",
+                                 f"{self.partial.parent}: no space left on the device ({exc.strerror}); the bytes "
+                                 f"already written are kept: free some space, then resume") from exc
 
     def _count(self, fd: int, written: int) -> None:
         with self._lock:
@@ -264,7 +286,14 @@ class FileTransfer:
         with self._lock:
             snapshot = json.dumps([list(part) for part in self.parts])
         temporary = path.with_name(f"{path.name}.{threading.get_ident()}")
-        temporary.write_text(snapshot)
+        try:
+            temporary.write_text(snapshot)
+        except OSError as exc:
+            # The older checkpoint stays, still true (offsets only grow); the database has the newer offsets.
+            temporary.unlink(missing_ok=True)
+            if exc.errno not in NO_SPACE:
+                raise
+            return
         os.replace(temporary, path)
 
     def _cut_connections(self) -> None:
