@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
+
+from core.db import DATABASE_ERRORS, in_thread_pool
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,31 @@ def error_json(code: str, message: str, http_status: int, details: Any = None) -
     return JsonResponse(error_body(code, message, details), status=http_status)
 
 
+def is_api_path(path: str) -> bool:
+    """Paths programs call (answered in JSON), as against the console's pages."""
+    return path.startswith(("/api/", "/v1/"))
+
+
+def error_for_path(path: str, code: str, message: str, http_status: int, details: Any = None) -> JsonResponse:
+    """The error envelope, or OpenAI's own error shape on `/v1/` (OpenAI clients read that one)."""
+    if path.startswith("/v1/"):
+        kind = "server_error" if http_status >= 500 else "invalid_request_error"
+        return JsonResponse({"error": {"message": message, "type": kind, "code": code}}, status=http_status)
+    return error_json(code, message, http_status, details)
+
+
+DATABASE_RETRY_SECONDS = 5
+DATABASE_UNAVAILABLE_MESSAGE = "The database is unavailable for the moment; try again shortly"
+
+
+def database_unavailable(path: str, exc: Exception) -> JsonResponse:
+    """503 DATABASE_UNAVAILABLE (with Retry-After) for a request the database failed."""
+    logger.warning("the database failed %s: %s", path, str(exc).strip().splitlines()[0] if str(exc) else exc)
+    response = error_for_path(path, "DATABASE_UNAVAILABLE", DATABASE_UNAVAILABLE_MESSAGE, 503)
+    response["Retry-After"] = str(DATABASE_RETRY_SECONDS)
+    return response
+
+
 def first_error(detail: Any, prefix: str = "") -> str:
     """The first message of a DRF error tree, named by its field: ``page: ...``."""
     if isinstance(detail, dict):
@@ -81,7 +108,7 @@ _DRF_ERRORS: dict[type, str] = {
 }
 
 
-def exception_handler(exc: Exception, context: dict) -> Response:
+def exception_handler(exc: Exception, context: dict) -> HttpResponse:
     """DRF's exception handler: every failure becomes the contract's error envelope."""
     if isinstance(exc, ApiError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
@@ -92,6 +119,8 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     if isinstance(exc, exceptions.APIException):
         code = _DRF_ERRORS.get(type(exc), str(exc.default_code).upper())
         return Response(error_body(code, first_error(exc.detail)), status=exc.status_code)
+    if isinstance(exc, DATABASE_ERRORS):
+        return database_unavailable(context["request"].path, exc)
     view = context.get("view")
     logger.exception("Unhandled error in %s", type(view).__name__ if view else "API view")
     return Response(error_body("INTERNAL_ERROR", "Internal server error"), status=500)
@@ -211,12 +240,4 @@ def off_event_loop(view):
     Under daphne every sync view runs in one thread; a view that waits on the
     network (a live source, an engine) would hold up all the others.
     """
-    import functools
-
-    from asgiref.sync import sync_to_async
-
-    @functools.wraps(view)
-    async def wrapper(request, *args, **kwargs):
-        return await sync_to_async(view, thread_sensitive=False)(request, *args, **kwargs)
-
-    return wrapper
+    return in_thread_pool(view)

@@ -13,10 +13,11 @@ from importlib import import_module
 
 from django.conf import settings
 from django.contrib.auth import aget_user
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 
-from core.api import error_json
+from core.api import database_unavailable, error_for_path
+from core.db import DATABASE_ERRORS
 from core.middleware import HybridMiddleware
 
 PROTECTED_PREFIXES = ("/api/", "/v1/", "/ws/")
@@ -39,11 +40,7 @@ def needs_key(path: str) -> bool:
 
 
 def unauthorized_response(path: str) -> HttpResponse:
-    if path.startswith("/v1/"):
-        # OpenAI clients read OpenAI's own error shape.
-        body = {"error": {"message": UNAUTHORIZED_MESSAGE, "type": "invalid_request_error", "code": "UNAUTHORIZED"}}
-        return JsonResponse(body, status=401)
-    return error_json("UNAUTHORIZED", UNAUTHORIZED_MESSAGE, 401)
+    return error_for_path(path, "UNAUTHORIZED", UNAUTHORIZED_MESSAGE, 401)
 
 
 class ApiKeyMiddleware(HybridMiddleware):
@@ -53,14 +50,22 @@ class ApiKeyMiddleware(HybridMiddleware):
     def call(self, request: HttpRequest):
         if needs_key(request.path) and not _has_valid_key(request):
             user = getattr(request, "user", None)
-            refused = self._staff_or_refusal(request, bool(user and user.is_authenticated and user.is_staff))
+            try:  # the session's user is read from the database here
+                staff = bool(user and user.is_authenticated and user.is_staff)
+            except DATABASE_ERRORS as exc:
+                return database_unavailable(request.path, exc)
+            refused = self._staff_or_refusal(request, staff)
             if refused:
                 return refused
         return self.get_response(request)
 
     async def acall(self, request: HttpRequest) -> HttpResponse:
         if needs_key(request.path) and not _has_valid_key(request):
-            refused = self._staff_or_refusal(request, await _is_staff_session(request))
+            try:
+                staff = await _is_staff_session(request)
+            except DATABASE_ERRORS as exc:
+                return database_unavailable(request.path, exc)
+            refused = self._staff_or_refusal(request, staff)
             if refused:
                 return refused
         return await self.get_response(request)

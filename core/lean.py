@@ -17,7 +17,7 @@ PROXY_PREFIXES = ("/v1/", "/api/chat/", "/api/completions/")
 # Pages for people, not programs: the full stack (trailing-slash redirects, security headers).
 FULL_STACK_PREFIXES = ("/api/docs", "/api/schema")
 LEAN_MIDDLEWARE = ["core.logs.RequestIdMiddleware", "core.middleware.BodyLimitMiddleware",
-                   "core.auth.ApiKeyMiddleware"]
+                   "core.auth.ApiKeyMiddleware", "core.middleware.DatabaseOutageMiddleware"]
 
 
 def is_lean(path: str) -> bool:

@@ -6,9 +6,16 @@ from typing import Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from core.api import error_json
+from core.api import (
+    DATABASE_RETRY_SECONDS,
+    DATABASE_UNAVAILABLE_MESSAGE,
+    database_unavailable,
+    error_for_path,
+    is_api_path,
+)
+from core.db import DATABASE_ERRORS
 
 
 class HybridMiddleware:
@@ -54,7 +61,24 @@ class BodyLimitMiddleware(HybridMiddleware):
         if length <= limit:
             return None
         message = f"The request body has {length} bytes; at most {limit} are taken (LLM_MANAGER_MAX_BODY_MB)"
-        if request.path.startswith("/v1/"):  # OpenAI clients read OpenAI's own error shape
-            return JsonResponse({"error": {"message": message, "type": "invalid_request_error",
-                                           "code": "PAYLOAD_TOO_LARGE"}}, status=413)
-        return error_json("PAYLOAD_TOO_LARGE", message, 413, {"max_bytes": limit})
+        return error_for_path(request.path, "PAYLOAD_TOO_LARGE", message, 413, {"max_bytes": limit})
+
+
+class DatabaseOutageMiddleware(HybridMiddleware):
+    """A view the database failed (down, restarting, locked) answers 503 DATABASE_UNAVAILABLE, not a 500: the API
+    in its envelope (DRF views do the same in core.api.exception_handler), the console as a plain page."""
+
+    def call(self, request: HttpRequest):
+        return self.get_response(request)
+
+    async def acall(self, request: HttpRequest):
+        return await self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, DATABASE_ERRORS):
+            return None
+        if is_api_path(request.path):
+            return database_unavailable(request.path, exception)
+        response = HttpResponse(DATABASE_UNAVAILABLE_MESSAGE, status=503, content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = str(DATABASE_RETRY_SECONDS)
+        return response

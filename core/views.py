@@ -1,33 +1,24 @@
 """Fallback views that keep the envelope on paths and failures outside DRF views."""
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
-from core.api import error_json
-
-
-def _is_api(request: HttpRequest) -> bool:
-    return request.path.startswith(("/api/", "/v1/"))
+from core.api import error_for_path, is_api_path
 
 
 @csrf_exempt
 def api_not_found(request: HttpRequest) -> HttpResponse:
-    message = f"No endpoint at {request.path}"
-    if request.path.startswith("/v1/"):
-        # OpenAI clients read OpenAI's own error shape.
-        return JsonResponse({"error": {"message": message, "type": "invalid_request_error", "code": "NOT_FOUND"}},
-                            status=404)
-    return error_json("NOT_FOUND", message, 404)
+    return error_for_path(request.path, "NOT_FOUND", f"No endpoint at {request.path}", 404)
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
-    if _is_api(request):
+    if is_api_path(request.path):
         return api_not_found(request)
     return defaults.page_not_found(request, exception)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    if _is_api(request):
-        return error_json("INTERNAL_ERROR", "Internal server error", 500)
+    if is_api_path(request.path):
+        return error_for_path(request.path, "INTERNAL_ERROR", "Internal server error", 500)
     return defaults.server_error(request)

@@ -11,11 +11,13 @@ from collections import deque
 from pathlib import Path
 
 from django.conf import settings
+from django.db import close_old_connections
 from django.utils import timezone
 
 from catalog import services as catalog
 from catalog.sources import InvalidModelId, RemoteModelGated, RemoteModelNotFound, SourceError
 from core.api import ApiError
+from core.db import DATABASE_ERRORS
 from core.digests import file_digest
 from core.logs import log_context
 from core.paths import InvalidFileName
@@ -67,6 +69,15 @@ class _Progress:
         if not force and now - self.last_write < PROGRESS_SECONDS:
             return
         self.last_write = now
+        try:
+            self._write(now, current, transfer)
+        except DATABASE_ERRORS as exc:
+            # The database is restarting or briefly gone: the bytes keep coming (the checkpoint file beside the
+            # partial file holds their offsets); progress is written again once it answers.
+            logger.warning("progress of %s not saved, the database failed: %s", self.task.id, exc)
+            close_old_connections()
+
+    def _write(self, now: float, current: DownloadFile | None, transfer: FileTransfer | None) -> None:
         if current is not None and transfer is not None:
             current.parts = [list(part) for part in transfer.parts]
             current.downloaded_bytes = sum(part[2] for part in transfer.parts)
@@ -119,6 +130,10 @@ def _run(task: DownloadTask) -> None:
         _fail(task, "VALIDATION_ERROR", str(exc))
     except ApiError as exc:
         _fail(task, exc.code, exc.message)
+    except DATABASE_ERRORS as exc:
+        # Not the download's fault: it stays `downloading`, its heartbeat stops, and the caretaker queues it again
+        # once the database answers (it continues from its checkpoint).
+        logger.warning("download %s stopped, the database failed: %s", task_id, exc)
     except Exception as exc:
         logger.exception("download %s failed", task_id)
         _fail(task, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")

@@ -11,12 +11,12 @@ import json
 import time
 from typing import Any, AsyncIterator
 
-from asgiref.sync import sync_to_async
 from django.core.validators import ProhibitNullCharactersValidator
 from django.db.models import F
 from rest_framework import serializers
 
 from core.api import ApiError, JsonBooleanField, JsonFloatField, JsonIntegerField, TextField
+from core.db import in_thread_pool
 from deployments.models import Deployment, DeploymentStatus
 from inference.engine_http import EnginePool, EngineRefused, EngineResponse, EngineUnavailable
 from inference.models import DeploymentUsage
@@ -100,7 +100,7 @@ async def _cached(kind: str, key: str, lookup) -> Deployment | None:
     if hit and now - hit[0] < ROUTE_TTL:
         return hit[1]
     # Off the request's own thread: pool threads keep their database connections between requests.
-    deployment = await sync_to_async(lookup, thread_sensitive=False)()
+    deployment = await in_thread_pool(lookup)()
     _routes[(kind, key)] = (now, deployment)
     return deployment
 
@@ -247,7 +247,7 @@ async def _flush_usage() -> None:
         await asyncio.sleep(USAGE_FLUSH_SECONDS)
         pending = dict(_usage)
         _usage.clear()
-        await sync_to_async(_write_usage, thread_sensitive=False)(pending)
+        await in_thread_pool(_write_usage)(pending)
 
 
 def _write_usage(pending: dict[str, list[int]]) -> None:

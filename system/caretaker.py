@@ -17,6 +17,7 @@ import uuid
 
 from django.db import close_old_connections
 
+from core.db import DATABASE_ERRORS
 from core.leases import hold, release
 from deployments.supervisor import supervise
 from downloads.queue import recover_interrupted_downloads
@@ -45,8 +46,10 @@ class Caretaker(threading.Thread):
                 if time.monotonic() >= next_watch:
                     next_watch = time.monotonic() + WATCHDOG_SECONDS
                     recover_interrupted_downloads()
-            except Exception:  # the database may be busy or briefly gone: next round
-                logger.warning("the caretaker's round failed; trying again", exc_info=True)
+            except DATABASE_ERRORS as exc:  # the database is busy or briefly gone: next round
+                logger.warning("the caretaker's round failed, the database failed: %s; trying again", exc)
+            except Exception:
+                logger.exception("the caretaker's round failed; trying again")
             finally:
                 close_old_connections()
 
