@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,3 +85,74 @@ class Service:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
+
+
+MANAGE = [sys.executable, str(REPO_ROOT / "manage.py")]
+
+
+class SplitService:
+    """The service the usual Django way: `migrate`, then `qcluster` and `daphne` as processes of their own (as
+    systemd units or containers run it), each of which may be killed and started again."""
+
+    def __init__(self, data_dir: Path, env: dict):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **env, "LLM_MANAGER_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+        self.clusters: list[subprocess.Popen] = []
+        self.webs: list[subprocess.Popen] = []
+
+    def start(self) -> "SplitService":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run([*MANAGE, "migrate", "--noinput", "-v", "0"], env=self.env, check=True, timeout=120)
+        self.start_cluster()
+        self.start_web()
+        return self
+
+    def start_cluster(self) -> subprocess.Popen:
+        cluster = self._spawn([*MANAGE, "qcluster"], f"qcluster{len(self.clusters)}")
+        self.clusters.append(cluster)
+        return cluster
+
+    def start_web(self) -> subprocess.Popen:
+        web = self._spawn([sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(self.port),
+                           "llm_manager.asgi:application"], f"daphne{len(self.webs)}")
+        self.webs.append(web)
+        wait_for(self._answers, 60, what="daphne")
+        return web
+
+    @staticmethod
+    def kill(process: subprocess.Popen) -> None:
+        """SIGKILL the process and everything under it, as the kernel's OOM killer or a power cut would."""
+        tree = [*psutil.Process(process.pid).children(recursive=True), psutil.Process(process.pid)]
+        for member in tree:
+            try:
+                member.kill()
+            except psutil.NoSuchProcess:
+                pass
+        process.wait(timeout=10)
+
+    def _spawn(self, argv: list[str], name: str) -> subprocess.Popen:
+        with open(self.data_dir / f"{name}.log", "ab") as log:
+            return subprocess.Popen(argv, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def _answers(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60)
+
+    def logs(self) -> str:
+        return "".join(path.read_text(errors="replace") for path in sorted(self.data_dir.glob("*.log")))
+
+    def stop(self) -> None:
+        for process in [*self.clusters, *self.webs]:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()

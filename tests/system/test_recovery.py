@@ -8,10 +8,8 @@ import hashlib
 import os
 import signal
 import subprocess
-import sys
 import time
 
-import httpx
 import psutil
 import pytest
 
@@ -19,57 +17,7 @@ from tests import world
 from tests.downloads.conftest import BIG_SHA256
 from tests.engines import deploy, download, wait_deployment
 from tests.envelope import assert_success
-from tests.service import REPO_ROOT, free_port, wait_for
-
-MANAGE = [sys.executable, str(REPO_ROOT / "manage.py")]
-
-
-class SplitService:
-    """`migrate`, then `qcluster` and `daphne` as processes of their own."""
-
-    def __init__(self, data_dir, env: dict):
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **env, "LLM_MANAGER_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-        self.clusters: list[subprocess.Popen] = []
-        self.web: subprocess.Popen | None = None
-
-    def start(self) -> "SplitService":
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run([*MANAGE, "migrate", "--noinput", "-v", "0"], env=self.env, check=True, timeout=120)
-        self.start_cluster()
-        self.web = self._spawn([sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(self.port),
-                                "llm_manager.asgi:application"], "daphne")
-        wait_for(self._answers, 60, what="daphne")
-        return self
-
-    def start_cluster(self) -> subprocess.Popen:
-        cluster = self._spawn([*MANAGE, "qcluster"], f"qcluster{len(self.clusters)}")
-        self.clusters.append(cluster)
-        return cluster
-
-    def _spawn(self, argv: list[str], name: str) -> subprocess.Popen:
-        log = open(self.data_dir / f"{name}.log", "ab")
-        return subprocess.Popen(argv, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-
-    def _answers(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60)
-
-    def stop(self) -> None:
-        for process in [*self.clusters, self.web]:
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+from tests.service import SplitService, wait_for
 
 
 @pytest.fixture
@@ -130,10 +78,7 @@ def test_downloads_survive_a_stopped_and_a_killed_worker_cluster(split_service, 
         task = assert_success(client.post("/api/downloads/start", json={"model_id": "test-org/big-model",
                                                                        "source": "huggingface"}))["task"]
         wait_for(lambda: task_now(task["id"])["downloaded_bytes"] > 2 * 1024 * 1024, 30, what="2 MiB")
-        victim = service.clusters[-1]
-        for process in [*psutil.Process(victim.pid).children(recursive=True), psutil.Process(victim.pid)]:
-            process.kill()
-        victim.wait(timeout=10)
+        service.kill(service.clusters[-1])
         assert task_now(task["id"])["status"] == "downloading"  # nobody has noticed yet
         service.start_cluster()
         done = wait_for(lambda: (t := task_now(task["id"]))["status"] in ("completed", "failed") and t, 90,
@@ -141,7 +86,7 @@ def test_downloads_survive_a_stopped_and_a_killed_worker_cluster(split_service, 
         assert done["status"] == "completed", done
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == BIG_SHA256
         assert throttled.bytes_sent[BIG_SHA256] <= len(world.BIG_WEIGHTS) * 5 // 4
-    assert _stop_within(service.web, 10) < 10
+    assert _stop_within(service.webs[-1], 10) < 10
 
 
 def test_a_crashed_engine_is_restarted_once_by_two_clusters_and_outlives_their_stop(split_service, engine_env,
