@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-# Exactly what inference/services.py checks; anything else in the body is not looked at.
+# Exactly what inference/services.py checks; every other field (tools, tool_choice, response_format, logprobs,
+# top_logprobs, max_completion_tokens, top_k, min_p, logit_bias, user…) goes to the engine unchanged.
 _SAMPLING = {
     "stream": {"type": "boolean", "default": False},
     "temperature": {"type": "number", "minimum": 0, "maximum": 2},
@@ -28,7 +29,10 @@ def _post(operation_id, summary, properties, required, parameters=(), errors="en
     return {"post": {
         "operationId": operation_id, "summary": summary, "tags": ["inference"], "parameters": list(parameters),
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "required": required, "properties": {**properties, **_SAMPLING}}}}},
+            "type": "object", "required": required, "properties": {**properties, **_SAMPLING},
+            "additionalProperties": True,
+            "description": "The fields listed are checked; any other field goes to the engine unchanged, which "
+                           "takes it or refuses it (502 ENGINE_ERROR with the engine's message)."}}}},
         "responses": {"200": {"description": "The engine's OpenAI answer"
                               + (" in the envelope's data" if errors == "envelope" else ""),
                               "content": {"application/json": {"schema": {"type": "object"}}, **_STREAM}},

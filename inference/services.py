@@ -81,8 +81,9 @@ def validated(serializer_class: type[serializers.Serializer], body: Any) -> dict
         raise serializers.ValidationError({"body": ["must be a JSON object"]})
     validator = _validators.get(serializer_class) or _validators.setdefault(serializer_class, serializer_class())
     validator.run_validation(body)
-    # Pass on what the caller sent, as sent (validated fields only, no defaults added).
-    return {key: body[key] for key in validator.fields if key in body}
+    # Pass on what the caller sent, as sent, no defaults added: the fields checked here and every other one
+    # (tools, response_format, logprobs, top_k…), which the engine takes or refuses with its own error.
+    return dict(body)
 
 
 # The hot path reads no database: routes are cached for a second, usage is added up in memory and

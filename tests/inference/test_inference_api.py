@@ -28,8 +28,10 @@ def inf_service(tmp_path_factory, engine_env, tiny_gguf, fake_hub):
         download(client, TINY_REPO)
         download(client, NO_TEMPLATE_REPO)
         ids = {}
-        for name, repo in (("tiny-a", TINY_REPO), ("tiny-b", TINY_REPO), ("plain", NO_TEMPLATE_REPO)):
-            ids[name] = assert_success(deploy(client, model_id=repo, name=name))["deployment_id"]
+        for name, repo, extra in (("tiny-a", TINY_REPO, {}), ("tiny-b", TINY_REPO, {}),
+                                  ("plain", NO_TEMPLATE_REPO, {}),
+                                  ("tools", TINY_REPO, {"engine_args": ["--chat_format", "chatml-function-calling"]})):
+            ids[name] = assert_success(deploy(client, model_id=repo, name=name, **extra))["deployment_id"]
         for deployment_id in ids.values():
             assert wait_deployment(client, deployment_id, {"running", "error"})["status"] == "running"
     instance.ids = ids
@@ -145,6 +147,37 @@ def test_a_client_leaving_mid_stream_leaves_the_engine_serving(api, inf_service)
         assert first.startswith("data: ")
     # Gone after the first chunk; the engine must be free for the next caller.
     assert assert_success(api.post(f"/api/chat/{tiny}", json=HELLO))["object"] == "chat.completion"
+
+
+def test_every_other_openai_field_goes_to_the_engine(inf_service):
+    from openai import APIStatusError, OpenAI
+
+    client = OpenAI(base_url=f"{inf_service.url}/v1", api_key="unused", max_retries=0)
+    hello = [{"role": "user", "content": "The weather in Paris?"}]
+    # JSON mode with a schema: llama.cpp constrains the answer with a grammar, so even random weights answer JSON.
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 6}, "days": {"type": "integer",
+              "minimum": 0, "maximum": 9}}, "required": ["city", "days"], "additionalProperties": False}
+    answer = client.chat.completions.create(model="tiny-a", messages=hello, max_tokens=48, temperature=0,
+                                            response_format={"type": "json_object", "schema": schema})
+    forecast = json.loads(answer.choices[0].message.content)
+    assert set(forecast) == {"city", "days"} and isinstance(forecast["days"], int)
+    # Log probabilities come back.
+    answer = client.chat.completions.create(model="tiny-a", messages=hello, max_tokens=3, logprobs=True,
+                                            top_logprobs=2)
+    tokens = answer.choices[0].logprobs.content
+    assert tokens and all(token.top_logprobs and token.logprob <= 0 for token in tokens)
+    # Tools reach the engine: with llama-cpp-python's function-calling chat format the answer carries the call.
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "maxLength": 6}}, "required": ["city"]}}}
+    answer = client.chat.completions.create(model="tools", messages=hello, max_tokens=48, tools=[weather],
+                                            tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    (call,) = answer.choices[0].message.tool_calls
+    assert call.function.name == "get_weather" and "city" in json.loads(call.function.arguments)
+    # A field the engine refuses comes back as its own error (OpenAI's shape on /v1, the envelope on /api).
+    with pytest.raises(APIStatusError) as refused:
+        client.chat.completions.create(model="tiny-a", messages=hello, max_tokens=2, top_logprobs="many")
+    assert refused.value.status_code == 502 and refused.value.body["code"] == "ENGINE_ERROR"
+    assert "top_logprobs" in refused.value.body["message"]
 
 
 def test_bad_chat_requests(api, inf_service):
