@@ -52,7 +52,8 @@ def _start_body(post) -> dict:
     written as on a command line; environment variables one `NAME=value` a line."""
     source, _, model_id = post.get("model", "").partition(MODEL_SEPARATOR)
     body = {name: _number(post[name]) if name in NUMBERS else post[name]
-            for name in ("port", "gpu_memory_utilization", "max_model_len", "engine", "name", "restart_policy")
+            for name in ("port", "gpu_memory_utilization", "max_model_len", "engine", "name", "restart_policy",
+                         "file", "quantization")
             if post.get(name, "").strip()}
     try:
         engine_args = shlex.split(post.get("engine_args", ""))
@@ -112,7 +113,8 @@ class DeploymentAdmin(admin.ModelAdmin):
             max_model_len = int(body["max_model_len"]) if "max_model_len" in body else None
             estimate = services.memory_estimate(model_id=body["model_id"], model_source=body["model_source"],
                                                 engine=body.get("engine"), max_model_len=max_model_len,
-                                                gpu_memory_utilization=utilization)
+                                                gpu_memory_utilization=utilization, file=body.get("file", ""),
+                                                quantization=body.get("quantization", ""))
         except ValueError:
             return error_json("VALIDATION_ERROR", "max_model_len and gpu_memory_utilization are numbers", 400)
         except ApiError as exc:

@@ -35,6 +35,9 @@ class Deployment(models.Model):
     gpu_memory_utilization = models.FloatField(default=0.9)
     max_model_len = models.PositiveIntegerField(null=True, blank=True)
     options = models.JSONField(default=dict, blank=True, help_text="Further engine settings from the request")
+    model_file = models.CharField(max_length=1024, blank=True,
+                                  help_text="The model file deployed, of several in the repository (GGUF)")
+    model_file_reason = models.CharField(max_length=255, blank=True, help_text="Why that file")
     engine_args = models.JSONField(default=list, blank=True, help_text="Extra engine flags, after the service's own")
     env = models.JSONField(default=dict, blank=True, help_text="Extra environment variables of the engine")
     # What the proxy needs, set when the engine is started.

@@ -10,14 +10,15 @@ from pathlib import Path
 from django.conf import settings
 
 from catalog import selectors as catalog
-from catalog.sources import SOURCES, ModelFiles, RemoteModelNotFound
+from catalog.sources import SOURCES, ModelFileChoiceError, ModelFiles, RemoteModelNotFound
 from core.api import ApiError
 from deployments.gguf_header import GGUFError, read_metadata
 from deployments.ollama_template import to_jinja
 
 
-def model_files(*, model_id: str, source: str) -> ModelFiles:
-    """The downloaded model as an engine needs it; MODEL_NOT_DOWNLOADED when it is not complete on disk."""
+def model_files(*, model_id: str, source: str, file: str = "", quantization: str = "") -> ModelFiles:
+    """The downloaded model as an engine needs it (`file` or `quantization` choosing among a repository's GGUF
+    models); MODEL_NOT_DOWNLOADED when it is not complete on disk."""
     adapter = SOURCES.get(source)
     stored = catalog.downloaded_model(model_id=model_id, source=source) if adapter else None
     if stored is None and adapter is not None:
@@ -30,9 +31,11 @@ def model_files(*, model_id: str, source: str) -> ModelFiles:
         raise ApiError("MODEL_NOT_DOWNLOADED", f"{model_id} ({source}) has no completed download; download it first",
                        400)
     try:
-        model = adapter.model_files(model=stored)
+        model = adapter.model_files(model=stored, file=file, quantization=quantization)
     except RemoteModelNotFound as exc:
         raise ApiError("MODEL_NOT_DOWNLOADED", str(exc), 400) from None
+    except ModelFileChoiceError as exc:
+        raise ApiError(exc.code, f"{model_id}: {exc}", 400, {"choices": exc.choices}) from None
     if model.go_chat_template and not gguf_shape(model.path).get("chat_template"):
         model.chat_template_file = _template_config(stored.storage_path, model.go_chat_template)
     return model

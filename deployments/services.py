@@ -41,14 +41,14 @@ def _memory(model: ModelFiles, chosen: Engine, gpus: list[dict], max_model_len: 
 
 
 def memory_estimate(*, model_id: str, model_source: str, engine: str | None = None, max_model_len: int | None = None,
-                    gpu_memory_utilization: float = 0.9) -> dict:
+                    gpu_memory_utilization: float = 0.9, file: str = "", quantization: str = "") -> dict:
     """What starting this deployment would need, before starting it (the console shows it on its form)."""
     gpus = gpu_stats()
-    model = model_files(model_id=model_id, source=model_source)
+    model = model_files(model_id=model_id, source=model_source, file=file, quantization=quantization)
     chosen = _engine_for(model, engine, gpus)
     required, available = _memory(model, chosen, gpus, max_model_len, gpu_memory_utilization)
     return {"engine": chosen.name, "format": model.format, "required_bytes": required, "available_bytes": available,
-            "fits": required <= available}
+            "fits": required <= available, "file": model.file or None, "file_reason": model.file_reason or None}
 
 
 def check_engine_args(engine: Engine, engine_args: list[str]) -> None:
@@ -65,8 +65,8 @@ def start_deployment(*, model_id: str, model_source: str, port: int | None = Non
                      gpu_memory_utilization: float = 0.9, max_model_len: int | None = None, engine: str | None = None,
                      name: str = "", restart_policy: str = RestartPolicy.ON_FAILURE, tensor_parallel_size: int = 1,
                      engine_args: list[str] | None = None, env: dict[str, str] | None = None,
-                     force: bool = False) -> Deployment:
-    model = model_files(model_id=model_id, source=model_source)
+                     force: bool = False, file: str = "", quantization: str = "") -> Deployment:
+    model = model_files(model_id=model_id, source=model_source, file=file, quantization=quantization)
     gpus = gpu_stats()
     chosen = _engine_for(model, engine, gpus)
     check_engine_args(chosen, engine_args or [])
@@ -81,7 +81,7 @@ def start_deployment(*, model_id: str, model_source: str, port: int | None = Non
         name=name or "", model_id=model.model_id, model_source=model_source, engine=chosen.name,
         port=port or supervisor.allocate_port(), gpu_memory_utilization=gpu_memory_utilization,
         max_model_len=max_model_len, restart_policy=restart_policy, supports_chat=has_chat_template(model),
-        engine_args=list(engine_args or []), env=dict(env or {}),
+        model_file=model.file, model_file_reason=model.file_reason, engine_args=list(engine_args or []), env=dict(env or {}),
         options={"tensor_parallel_size": tensor_parallel_size, "memory_required_bytes": required})
     if not deployment.name:
         deployment.name = deployment.id
@@ -138,11 +138,12 @@ def model_info(*, deployment: Deployment) -> dict:
             engine_models = httpx.get(f"http://{deployment.host}:{deployment.port}/v1/models", timeout=5).json()
         except (httpx.HTTPError, ValueError) as exc:
             engine_models = {"error": str(exc)}
-    model = model_files(model_id=deployment.model_id, source=deployment.model_source)
+    model = model_files(model_id=deployment.model_id, source=deployment.model_source, file=deployment.model_file)
     shape = gguf_shape(model.path) if model.format == "gguf" else model.config
     return {"deployment_id": deployment.id, "model_id": deployment.model_id, "source": deployment.model_source,
             "engine": deployment.engine, "engine_models": engine_models, "format": model.format,
             "path": str(model.path), "weights_bytes": model.weights_bytes,
+            "file": model.file or None, "file_reason": deployment.model_file_reason or None,
             "architecture": shape.get("architecture") or (shape.get("architectures") or [None])[0],
             "context_length": shape.get("context_length") or shape.get("max_position_embeddings"),
             "max_model_len": deployment.max_model_len, "layers": shape.get("num_hidden_layers"),

@@ -78,7 +78,7 @@ def process_alive(deployment: Deployment) -> bool:
 
 def spawn(deployment: Deployment) -> None:
     """Start the engine in its own process group, its output appended to the deployment's log."""
-    model = model_files(model_id=deployment.model_id, source=deployment.model_source)
+    model = model_files(model_id=deployment.model_id, source=deployment.model_source, file=deployment.model_file)
     launch = _launch(deployment, model)
     path = log_path(deployment)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,13 @@ class DeploymentStartRequest(serializers.Serializer):
     env = serializers.DictField(child=TextField(max_length=65536, allow_blank=True), required=False,
                                 default=dict, help_text="Extra environment variables of the engine (string values)")
     force = JsonBooleanField(required=False, default=False)
+    file = TextField(required=False, allow_blank=True, max_length=1024, default="",
+                     help_text="Of a repository with several GGUF models, the one to deploy (its path; any shard of "
+                               "a split model)")
+    quantization = TextField(required=False, allow_blank=True, max_length=32, default="",
+                             help_text="Of a repository with several GGUF models, the quantization to deploy (e.g. "
+                                       "Q4_K_M). Without `file` or this: Q4_K_M, Q5_K_M, Q4_K_S, Q5_K_S, Q6_K, Q8_0, "
+                                       "Q4_0… in that order; never a projector (mmproj)")
 
     def validate_env(self, value: dict) -> dict:
         for name in value:

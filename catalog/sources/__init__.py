@@ -145,6 +145,18 @@ class ModelFiles:
     chat_template_file: Path | None = None
     config: dict = field(default_factory=dict)  # config.json of a transformers model
     env: dict[str, str] = field(default_factory=dict)  # what an engine's environment needs to read it offline
+    file: str = ""  # the model file chosen among several (its path in the repository), and why
+    file_reason: str = ""
+
+
+class ModelFileChoiceError(Exception):
+    """The model file asked for is not there, or none can be picked for the caller: `code` is the API's error code,
+    `choices` the files to choose from."""
+
+    def __init__(self, code: str, message: str, choices: list[str]):
+        super().__init__(message)
+        self.code = code
+        self.choices = choices
 
 
 class ModelSource:
@@ -192,7 +204,9 @@ class ModelSource:
         shutil.rmtree(root, ignore_errors=True)
         return [str(root)]
 
-    def model_files(self, *, model: StoredModel) -> ModelFiles:
+    def model_files(self, *, model: StoredModel, file: str = "", quantization: str = "") -> ModelFiles:
+        """The model as an engine takes it; `file` or `quantization` chooses among several model files
+        (ModelFileChoiceError when that choice cannot be made)."""
         raise NotImplementedError
 
     def find_local(self, *, path: Path | None = None, name: str = "") -> list[LocalCopy]:

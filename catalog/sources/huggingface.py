@@ -123,9 +123,10 @@ class HuggingFace(ModelSource):
             ref.parent.mkdir(parents=True, exist_ok=True)
             ref.write_text(model.commit)
 
-    def model_files(self, *, model: StoredModel) -> ModelFiles:
+    def model_files(self, *, model: StoredModel, file: str = "", quantization: str = "") -> ModelFiles:
         snapshot = Path(model.storage_path) / "snapshots" / model.commit
-        return snapshot_model_files(model, snapshot, {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(self.hub_cache())})
+        return snapshot_model_files(model, snapshot, {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(self.hub_cache())},
+                                    file=file, quantization=quantization)
 
     def find_local(self, *, path: Path | None = None, name: str = "") -> list[LocalCopy]:
         """Every model revision in a hub cache (`HF_HUB_CACHE`, default ~/.cache/huggingface/hub), read with

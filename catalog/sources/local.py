@@ -79,8 +79,8 @@ class Local(ModelSource):
                 removed.append(file.destination)
         return removed
 
-    def model_files(self, *, model: StoredModel) -> ModelFiles:
-        return snapshot_model_files(model, Path(model.storage_path), {})
+    def model_files(self, *, model: StoredModel, file: str = "", quantization: str = "") -> ModelFiles:
+        return snapshot_model_files(model, Path(model.storage_path), {}, file=file, quantization=quantization)
 
 
 SOURCE = Local()

@@ -121,9 +121,9 @@ class ModelScope(ModelSource):
     def authorization(self) -> str | None:
         return f"Bearer {settings.MODELSCOPE_API_TOKEN}" if settings.MODELSCOPE_API_TOKEN else None
 
-    def model_files(self, *, model: StoredModel) -> ModelFiles:
+    def model_files(self, *, model: StoredModel, file: str = "", quantization: str = "") -> ModelFiles:
         snapshot = Path(model.storage_path) / "snapshots" / model.commit
-        return snapshot_model_files(model, snapshot, {"HF_HUB_OFFLINE": "1"})
+        return snapshot_model_files(model, snapshot, {"HF_HUB_OFFLINE": "1"}, file=file, quantization=quantization)
 
     def repo_dir(self, model_id: str) -> Path:
         return self.root() / "models" / self.canonical_id(model_id).replace("/", "--")

@@ -27,6 +27,7 @@ from catalog.sources import (
     DownloadPlan,
     InvalidModelId,
     LocalCopy,
+    ModelFileChoiceError,
     ModelFiles,
     ModelSource,
     RemoteFile,
@@ -368,7 +369,11 @@ class Ollama(ModelSource):
             removed.append(model.storage_path)
         return removed
 
-    def model_files(self, *, model: StoredModel) -> ModelFiles:
+    def model_files(self, *, model: StoredModel, file: str = "", quantization: str = "") -> ModelFiles:
+        if file or quantization:
+            raise ModelFileChoiceError("VALIDATION_ERROR", f"{'file' if file else 'quantization'}: an Ollama model "
+                                       "has one model file; its tag chooses the quantization (e.g. llama3.2:3b-q8_0)",
+                                       [])
         model_layer = next((f for f in model.files if f.media_type == MODEL_MEDIA_TYPE), None)
         if model_layer is None:
             raise RemoteModelNotFound(f"{model.model_id} has no model layer")

@@ -22,14 +22,15 @@
 
   function watchEstimate(form) {
     const output = document.getElementById("memory-estimate");
-    const fields = ["model", "engine", "max_model_len", "gpu_memory_utilization"];
+    const fields = ["model", "engine", "max_model_len", "gpu_memory_utilization", "quantization", "file"];
     async function estimate() {
       if (!form.elements.model.value) return;
       const query = new URLSearchParams(fields.map((name) => [name, form.elements[name].value]));
       try {
         const answer = await LLMConsole.request(`${form.dataset.estimateUrl}?${query}`);
         output.textContent = `${answer.engine}: needs about ${LLMConsole.size(answer.required_bytes)}, ` +
-          `${LLMConsole.size(answer.available_bytes)} free — ${answer.fits ? "fits" : "does not fit"}`;
+          `${LLMConsole.size(answer.available_bytes)} free — ${answer.fits ? "fits" : "does not fit"}` +
+          (answer.file ? ` (${answer.file}: ${answer.file_reason})` : "");
         output.dataset.fits = String(answer.fits);
       } catch (error) {
         output.textContent = error.message;
