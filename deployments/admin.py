@@ -17,7 +17,7 @@ from core.admin_actions import console_page, row_action_view, row_buttons, servi
 from core.api import ApiError, error_json, first_error
 from deployments import selectors, services
 from deployments.engines import ENGINES
-from deployments.models import Deployment, DeploymentStatus, RestartPolicy
+from deployments.models import Deployment, DeploymentStatus, DeploymentTask, RestartPolicy
 from deployments.views import DeploymentStartRequest
 
 ROW_ACTIONS = {
@@ -53,7 +53,7 @@ def _start_body(post) -> dict:
     source, _, model_id = post.get("model", "").partition(MODEL_SEPARATOR)
     body = {name: _number(post[name]) if name in NUMBERS else post[name]
             for name in ("port", "gpu_memory_utilization", "max_model_len", "engine", "name", "restart_policy",
-                         "file", "quantization")
+                         "file", "quantization", "task")
             if post.get(name, "").strip()}
     try:
         engine_args = shlex.split(post.get("engine_args", ""))
@@ -103,7 +103,7 @@ class DeploymentAdmin(admin.ModelAdmin):
                 return redirect("admin:deployments_deployment_changelist")
         return console_page(request, self.admin_site, "admin/deployments/deploy.html", "Deploy a model",
                             opts=self.model._meta, models=_downloaded_models(), engines=sorted(ENGINES),
-                            policies=RestartPolicy.choices, values=request.POST)
+                            policies=RestartPolicy.choices, tasks=DeploymentTask.choices, values=request.POST)
 
     @staticmethod
     def estimate_view(request: HttpRequest) -> JsonResponse:

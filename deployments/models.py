@@ -17,6 +17,11 @@ class DeploymentStatus(models.TextChoices):
     ERROR = "error"
 
 
+class DeploymentTask(models.TextChoices):
+    GENERATE = "generate", "generate (chat and completions)"
+    EMBED = "embed", "embed (embeddings)"
+
+
 class RestartPolicy(models.TextChoices):
     NEVER = "never"
     ON_FAILURE = "on-failure"
@@ -35,6 +40,7 @@ class Deployment(models.Model):
     gpu_memory_utilization = models.FloatField(default=0.9)
     max_model_len = models.PositiveIntegerField(null=True, blank=True)
     options = models.JSONField(default=dict, blank=True, help_text="Further engine settings from the request")
+    task = models.CharField(max_length=16, choices=DeploymentTask.choices, default=DeploymentTask.GENERATE)
     model_file = models.CharField(max_length=1024, blank=True,
                                   help_text="The model file deployed, of several in the repository (GGUF)")
     model_file_reason = models.CharField(max_length=255, blank=True, help_text="Why that file")

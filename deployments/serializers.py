@@ -41,6 +41,7 @@ def deployment_to_dict(deployment: Deployment) -> dict[str, Any]:
         "created_at": utc_timestamp(deployment.created_at),
         "started_at": utc_timestamp(deployment.started_at) if deployment.started_at else None,
         "stopped_at": utc_timestamp(deployment.stopped_at) if deployment.stopped_at else None,
+        "task": deployment.task,
         "model_file": deployment.model_file or None,
         "engine_args": deployment.engine_args,
         "env": masked_env(deployment.env),

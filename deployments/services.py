@@ -14,7 +14,7 @@ from core.api import ApiError
 from core.host import gpu_stats
 from deployments import supervisor
 from deployments.engines import ENGINES, Engine, choose
-from deployments.models import Deployment, DeploymentStatus, RestartPolicy
+from deployments.models import Deployment, DeploymentStatus, DeploymentTask, RestartPolicy
 from deployments.resolution import gguf_shape, has_chat_template, memory_needed, model_files
 from deployments.selectors import get_deployment
 
@@ -65,10 +65,14 @@ def start_deployment(*, model_id: str, model_source: str, port: int | None = Non
                      gpu_memory_utilization: float = 0.9, max_model_len: int | None = None, engine: str | None = None,
                      name: str = "", restart_policy: str = RestartPolicy.ON_FAILURE, tensor_parallel_size: int = 1,
                      engine_args: list[str] | None = None, env: dict[str, str] | None = None,
-                     force: bool = False, file: str = "", quantization: str = "") -> Deployment:
+                     force: bool = False, file: str = "", quantization: str = "",
+                     task: str = DeploymentTask.GENERATE) -> Deployment:
     model = model_files(model_id=model_id, source=model_source, file=file, quantization=quantization)
     gpus = gpu_stats()
     chosen = _engine_for(model, engine, gpus)
+    if task not in chosen.tasks:
+        raise ApiError("EMBEDDINGS_NOT_SUPPORTED", f"{chosen.name} cannot serve {model_id} for {task}; engines that "
+                       f"can: {', '.join(sorted(e.name for e in ENGINES.values() if task in e.tasks))}", 400)
     check_engine_args(chosen, engine_args or [])
     if port is not None and not supervisor.port_free(port):
         raise ApiError("PORT_IN_USE", f"Port {port} is in use", 409)
@@ -81,7 +85,7 @@ def start_deployment(*, model_id: str, model_source: str, port: int | None = Non
         name=name or "", model_id=model.model_id, model_source=model_source, engine=chosen.name,
         port=port or supervisor.allocate_port(), gpu_memory_utilization=gpu_memory_utilization,
         max_model_len=max_model_len, restart_policy=restart_policy, supports_chat=has_chat_template(model),
-        model_file=model.file, model_file_reason=model.file_reason, engine_args=list(engine_args or []), env=dict(env or {}),
+        task=task, model_file=model.file, model_file_reason=model.file_reason, engine_args=list(engine_args or []), env=dict(env or {}),
         options={"tensor_parallel_size": tensor_parallel_size, "memory_required_bytes": required})
     if not deployment.name:
         deployment.name = deployment.id

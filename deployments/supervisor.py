@@ -142,7 +142,7 @@ def _launch(deployment: Deployment, model: ModelFiles) -> Launch:
                             max_model_len=deployment.max_model_len,
                             gpu_memory_utilization=deployment.gpu_memory_utilization,
                             tensor_parallel_size=int(deployment.options.get("tensor_parallel_size", 1)),
-                            gpu=bool(gpu_stats()))
+                            gpu=bool(gpu_stats()), task=deployment.task)
     launch = engine.launch(model, request)
     # The operator's flags come last (the engines' parsers let the last one win) and the environment on top.
     return Launch(argv=[*launch.argv, *deployment.engine_args], env={**launch.env, **deployment.env},

@@ -21,7 +21,7 @@ from core.api import (
 from deployments import selectors, services, supervisor
 from deployments import serializers as shapes
 from deployments.engines import ENGINES
-from deployments.models import DeploymentStatus, RestartPolicy
+from deployments.models import DeploymentStatus, DeploymentTask, RestartPolicy
 
 
 class DeploymentStartRequest(serializers.Serializer):
@@ -43,6 +43,8 @@ class DeploymentStartRequest(serializers.Serializer):
     env = serializers.DictField(child=TextField(max_length=65536, allow_blank=True), required=False,
                                 default=dict, help_text="Extra environment variables of the engine (string values)")
     force = JsonBooleanField(required=False, default=False)
+    task = serializers.ChoiceField(choices=DeploymentTask.choices, required=False, default=DeploymentTask.GENERATE,
+                                   help_text="embed: the engine serves /v1/embeddings (llama.cpp, vLLM)")
     file = TextField(required=False, allow_blank=True, max_length=1024, default="",
                      help_text="Of a repository with several GGUF models, the one to deploy (its path; any shard of "
                                "a split model)")

@@ -17,7 +17,7 @@ from rest_framework import serializers
 
 from core.api import ApiError, JsonBooleanField, JsonFloatField, JsonIntegerField, TextField
 from core.db import in_thread_pool
-from deployments.models import Deployment, DeploymentStatus
+from deployments.models import Deployment, DeploymentStatus, DeploymentTask
 from inference.engine_http import EnginePool, EngineRefused, EngineResponse, EngineUnavailable
 from inference.models import DeploymentUsage
 
@@ -69,6 +69,23 @@ class CompletionRequest(Sampling):
         if not isinstance(value, (str, list)) or (isinstance(value, list) and not value):
             raise serializers.ValidationError("must be a string or a non-empty list")
         return value
+
+
+class EmbeddingRequest(serializers.Serializer):
+    input = serializers.JSONField()
+
+    def validate_input(self, value):
+        """OpenAI's forms: a text, texts, one text's token ids, or several texts' token ids."""
+        def token_ids(item) -> bool:
+            return isinstance(item, list) and bool(item) and all(
+                isinstance(token, int) and not isinstance(token, bool) for token in item)
+
+        if isinstance(value, str) or (isinstance(value, list) and value and (
+                all(isinstance(text, str) for text in value) or token_ids(value)
+                or all(token_ids(item) for item in value))):
+            return value
+        raise serializers.ValidationError("must be a string, a non-empty list of strings, or token ids (a list of "
+                                          "integers, or a list of such lists)")
 
 
 # One instance per request schema, reused: building a serializer deep-copies all its fields, which
@@ -147,9 +164,15 @@ def check_chat_supported(deployment: Deployment) -> None:
         raise ApiError("CHAT_NOT_SUPPORTED", f"{deployment.model_id} has no chat template; use completions", 400)
 
 
+def check_embeddings_supported(deployment: Deployment) -> None:
+    if deployment.task != DeploymentTask.EMBED:
+        raise ApiError("EMBEDDINGS_NOT_SUPPORTED", f"Deployment {deployment.name or deployment.id} was started for "
+                       f"{deployment.task}; deploy the model with task: embed for embeddings", 400)
+
+
 async def forward(deployment: Deployment, path: str, payload: dict) -> dict:
     """A non-streaming request; the answer names our model id, whatever the engine called it."""
-    body = {**payload, "model": engine_model(deployment), "stream": False}
+    body = {**payload, "model": engine_model(deployment)}
     try:
         response = await _post(deployment, path, body)
         try:

@@ -30,18 +30,20 @@ def _envelope(data) -> JsonResponse:
     return JsonResponse({"success": True, "message": "OK", "data": data, "code": 200, "timestamp": utc_timestamp()})
 
 
-def _route(kind: str) -> tuple[type, str]:
-    """The request schema and the engine path of a chat or completion request."""
-    if kind == "chat":
-        return services.ChatRequest, "/v1/chat/completions"
-    return services.CompletionRequest, "/v1/completions"
+ROUTES = {  # kind → the request schema and the engine's path
+    "chat": (services.ChatRequest, "/v1/chat/completions"),
+    "completion": (services.CompletionRequest, "/v1/completions"),
+    "embedding": (services.EmbeddingRequest, "/v1/embeddings"),
+}
 
 
 async def _answer(deployment, kind: str, path: str, payload: dict, wrap) -> HttpResponse:
     """The engine's answer: streamed as it comes, or whole inside `wrap` (the envelope, or bare for /v1)."""
     if kind == "chat":
         services.check_chat_supported(deployment)
-    if payload.get("stream"):
+    if kind == "embedding":
+        services.check_embeddings_supported(deployment)
+    elif payload.get("stream"):
         return _sse(services.stream(deployment, path, payload))
     return wrap(await services.forward(deployment, path, payload))
 
@@ -56,7 +58,7 @@ async def proxy(request: HttpRequest, deployment_id: str, kind: str) -> HttpResp
         refusal["Allow"] = "POST"
         return refusal
     try:
-        schema, path = _route(kind)
+        schema, path = ROUTES[kind]
         payload = services.validated(schema, _json_body(request))
         deployment = await services.running_deployment(deployment_id)
         return await _answer(deployment, kind, path, payload, _envelope)
@@ -74,6 +76,11 @@ async def chat(request: HttpRequest, deployment_id: str) -> HttpResponse:
 @csrf_exempt
 async def completions(request: HttpRequest, deployment_id: str) -> HttpResponse:
     return await proxy(request, deployment_id, "completion")
+
+
+@csrf_exempt
+async def embeddings(request: HttpRequest, deployment_id: str) -> HttpResponse:
+    return await proxy(request, deployment_id, "embedding")
 
 
 # --- OpenAI-compatible routes ----------------------------------------------------------------------
@@ -110,7 +117,7 @@ async def _openai_proxy(request: HttpRequest, kind: str) -> HttpResponse:
         if not model or not isinstance(model, str):
             return openai_error("`model` is required: a deployment name, id or model id (a string)", 400,
                                 "VALIDATION_ERROR")
-        schema, path = _route(kind)
+        schema, path = ROUTES[kind]
         payload = services.validated(schema, body)
         deployment = await services.deployment_for_model(model)
         if deployment is None:
@@ -131,5 +138,10 @@ async def openai_chat(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 async def openai_completions(request: HttpRequest) -> HttpResponse:
     return await _openai_proxy(request, "completion")
+
+
+@csrf_exempt
+async def openai_embeddings(request: HttpRequest) -> HttpResponse:
+    return await _openai_proxy(request, "embedding")
 
 

@@ -25,6 +25,7 @@ class LaunchRequest:
     gpu_memory_utilization: float
     tensor_parallel_size: int
     gpu: bool
+    task: str = "generate"  # or "embed": the engine serves /v1/embeddings
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Engine:
     # Flags operators often pass through engine_args, with what they do (shown by GET /api/engines).
     options: tuple[tuple[str, str], ...] = ()
     needs_gpu: bool = False
+    tasks: tuple[str, ...] = ("generate",)  # what a deployment on it may be started for
 
     def version(self) -> str | None:
         try:

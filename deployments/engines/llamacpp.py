@@ -27,6 +27,8 @@ def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
         # Offload every layer when there is a GPU to offload to.
         "--n_gpu_layers", "-1" if request.gpu else "0",
     ]
+    if request.task == "embed":
+        argv += ["--embedding", "true"]
     if model.chat_template_file:
         argv += ["--chat_format", "hf-tokenizer-config", "--hf_tokenizer_config_path", str(model.chat_template_file)]
     # No /health here: the port opens once the model is loaded, and /v1/models answers.
@@ -35,7 +37,7 @@ def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
 
 ENGINE = Engine(
     name="llama.cpp", formats=("gguf",), missing=missing, launch=launch, package="llama-cpp-python",
-    owned_flags=("--model", "--model_alias", "--host", "--port", "--api_key"),
+    owned_flags=("--model", "--model_alias", "--host", "--port", "--api_key"), tasks=("generate", "embed"),
     options=(("--n_gpu_layers N", "layers to offload to the GPU (-1: all)"),
              ("--n_ctx N", "context length (the deployment's max_model_len sets it too)"),
              ("--n_threads N", "CPU threads for generation"), ("--n_batch N", "prompt batch size"),

@@ -36,6 +36,9 @@ def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
     ]
     if request.max_model_len:
         argv += ["--max-model-len", str(request.max_model_len)]
+    if request.task == "embed":
+        # The pooling runner (vLLM ≥ 0.10.1), a generative architecture converted to an embedding model.
+        argv += ["--runner", "pooling", "--convert", "embed"]
     # The model is on disk: the engine never asks a hub (the source's env says where its cache is).
     env = {**model.env, "HF_HUB_OFFLINE": "1"}
     return Launch(argv=argv, env=env, probe_path="/health", model_name=request.served_name)
@@ -43,6 +46,7 @@ def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
 
 ENGINE = Engine(
     name="vllm", formats=("safetensors",), missing=missing, launch=launch, package="vllm", needs_gpu=True,
+    tasks=("generate", "embed"),
     owned_flags=("--host", "--port", "--served-model-name", "--api-key"),
     options=(("--max-num-seqs N", "sequences batched at once"), ("--quantization NAME", "e.g. awq, gptq, fp8"),
              ("--enforce-eager", "no CUDA graphs (less memory, slower)"), ("--kv-cache-dtype NAME", "e.g. fp8"),

@@ -153,6 +153,10 @@ def test_vllm_argv_follows_its_documented_cli():
                      "--gpu-memory-utilization": "0.8", "--tensor-parallel-size": "2", "--dtype": "auto",
                      "--max-model-len": "4096"}
     assert launch.probe_path == "/health" and launch.env["HF_HUB_OFFLINE"] == "1"
+    embed = ENGINES["vllm"].launch(model, LaunchRequest(host="127.0.0.1", port=8123, served_name="e1",
+                                                        max_model_len=None, gpu_memory_utilization=0.5,
+                                                        tensor_parallel_size=1, gpu=True, task="embed"))
+    assert embed.argv[-4:] == ["--runner", "pooling", "--convert", "embed"]  # vLLM's pooling runner
 
 
 OLLAMA_CHAT_TEMPLATE = ("{{ if .System }}<|system|>\n{{ .System }}</s>\n{{ end }}<|user|>\n{{ .Prompt }}</s>\n"

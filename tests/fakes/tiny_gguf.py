@@ -53,9 +53,11 @@ def _vocab():
     return tokens, scores, types
 
 
-def write_tiny_gguf(path: Path, chat_template: str | None = CHAT_TEMPLATE, seed: int = 0) -> Path:
+def write_tiny_gguf(path: Path, chat_template: str | None = CHAT_TEMPLATE, seed: int = 0, pooled: bool = False) -> Path:
+    """`pooled`: the header names a pooling type (mean), so llama.cpp answers one embedding per input, not one per
+    token."""
     import numpy as np
-    from gguf import GGUFWriter
+    from gguf import GGUFWriter, PoolingType
 
     tokens, scores, types = _vocab()
     n_vocab, n_embd, n_ff, n_layer, n_head = len(tokens), 32, 64, 2, 4
@@ -66,6 +68,8 @@ def write_tiny_gguf(path: Path, chat_template: str | None = CHAT_TEMPLATE, seed:
 
     writer = GGUFWriter(str(path), "llama")
     writer.add_name("tiny-test-llama")
+    if pooled:
+        writer.add_pooling_type(PoolingType.MEAN)
     writer.add_context_length(2048)
     writer.add_embedding_length(n_embd)
     writer.add_block_count(n_layer)

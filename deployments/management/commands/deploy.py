@@ -14,7 +14,7 @@ from catalog.sources import SOURCES
 from core.api import ApiError
 from deployments import services
 from deployments.engines import ENGINES
-from deployments.models import DeploymentStatus
+from deployments.models import DeploymentStatus, DeploymentTask
 
 
 class Command(BaseCommand):
@@ -32,19 +32,21 @@ class Command(BaseCommand):
         parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                             help="an environment variable of the engine (repeatable)")
         parser.add_argument("--force", action="store_true", help="start even if the memory estimate says no")
+        parser.add_argument("--task", choices=[task.value for task in DeploymentTask], default=DeploymentTask.GENERATE,
+                            help="embed: serve /v1/embeddings")
         parser.add_argument("--quantization", default="", help="of a repository with several GGUF models, the one "
                             "to deploy (e.g. Q4_K_M; without it or --file: Q4_K_M, Q5_K_M, … in that order)")
         parser.add_argument("--file", default="", help="of a repository with several GGUF models, the file to "
                             "deploy (its path in the repository; any shard of a split model)")
 
     def handle(self, *args, model_id, source, engine, port, max_model_len, force, engine_args, env, quantization,
-               file, **options):
+               file, task, **options):
         if any("=" not in item for item in env):
             raise CommandError("--env takes NAME=VALUE")
         try:
             deployment = services.start_deployment(model_id=model_id, model_source=source, port=port,
                                                    max_model_len=max_model_len, engine=engine, force=force,
-                                                   engine_args=engine_args, file=file, quantization=quantization,
+                                                   engine_args=engine_args, file=file, quantization=quantization, task=task,
                                                    env=dict(item.split("=", 1) for item in env))
         except ApiError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from None
