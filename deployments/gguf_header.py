@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Collection
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
@@ -41,8 +41,19 @@ def _skip(handle: BinaryIO, value_type: int, count: int = 1) -> None:
         raise GGUFError(f"unknown GGUF value type {value_type}")
 
 
-def read_metadata(path: Path) -> dict:
-    """Scalar and string values by key; arrays are skipped (their keys map to None)."""
+def _pick_strings(handle: BinaryIO, count: int, wanted: set[int]) -> dict[int, str]:
+    picked = {}
+    for index in range(count):
+        if index in wanted:
+            picked[index] = _string(handle)
+        else:
+            handle.seek(_read(handle, "<Q"), 1)
+    return picked
+
+
+def read_metadata(path: Path, token_ids: Collection[int] = ()) -> dict:
+    """Scalar and string values by key; arrays are skipped (their keys map to None), but for the texts of the
+    vocabulary's `token_ids`, kept as {id: text} under `tokenizer.ggml.tokens`."""
     metadata: dict = {}
     with open(path, "rb") as handle:
         if handle.read(4) != b"GGUF":
@@ -58,8 +69,11 @@ def read_metadata(path: Path) -> dict:
                 metadata[key] = _string(handle)
             elif value_type == _ARRAY:
                 item_type, count = _read(handle, "<I"), _read(handle, "<Q")
-                _skip(handle, item_type, count)
-                metadata[key] = None
+                if key == "tokenizer.ggml.tokens" and token_ids and item_type == _STRING:
+                    metadata[key] = _pick_strings(handle, count, set(token_ids))
+                else:
+                    _skip(handle, item_type, count)
+                    metadata[key] = None
             else:
                 if value_type not in _SCALARS:
                     raise GGUFError(f"unknown GGUF value type {value_type}")

@@ -49,6 +49,7 @@ class Deployment(models.Model):
     # What the proxy needs, set when the engine is started.
     engine_model = models.CharField(max_length=1024, blank=True, help_text="What requests to the engine name as `model`")
     probe_path = models.CharField(max_length=255, blank=True, help_text="Answers 200 once the model is loaded")
+    chat_problem = models.CharField(max_length=500, blank=True, help_text="Why chat is not supported, where not")
     supports_chat = models.BooleanField(null=True, blank=True,
                                         help_text="Whether the engine can format chats (false: completions only)")
     restart_policy = models.CharField(max_length=20, choices=RestartPolicy.choices, default=RestartPolicy.ON_FAILURE)

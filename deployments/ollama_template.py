@@ -15,8 +15,12 @@ _ACTION = re.compile(r"\{\{(-?)\s*(.*?)\s*(-?)\}\}", re.DOTALL)
 _VARIABLES = {".System": "system", ".Prompt": "prompt", ".Response": "response"}
 
 
-def _translate(go: str) -> str | None:
-    """Go template text → Jinja text (block tags keep their whitespace, as Go's do), or None."""
+class UntranslatableTemplate(ValueError):
+    """The template uses a construct this converter does not translate (named in the message)."""
+
+
+def _translate(go: str) -> str:
+    """Go template text → Jinja text (block tags keep their whitespace, as Go's do)."""
     out, position = [], 0
     for match in _ACTION.finditer(go):
         out.append(go[position:match.start()].replace("{#", "{{ '{#' }}"))
@@ -32,19 +36,18 @@ def _translate(go: str) -> str | None:
         elif body == "end":
             out.append(f"{open_block}endif{close_block}")
         else:
-            return None
+            raise UntranslatableTemplate(f"`{{{{ {body[:80]} }}}}`")
     out.append(go[position:])
     return "".join(out)
 
 
-def to_jinja(go_template: str) -> str | None:
-    """A Jinja chat template over `messages` that renders as Ollama renders `go_template`, or None."""
+def to_jinja(go_template: str) -> str:
+    """A Jinja chat template over `messages` that renders as Ollama renders `go_template` (UntranslatableTemplate
+    naming the first construct it cannot translate)."""
     head, separator, tail = go_template.partition("{{ .Response }}")
     if not separator:
         head, separator, tail = go_template.partition("{{.Response}}")
     before, after = _translate(head), _translate(tail)
-    if before is None or after is None:
-        return None
     # One turn per assistant message; the last (the empty one the engine appends) stops at the response.
     return (
         "{%- set ns = namespace(system='', prompt='') -%}"

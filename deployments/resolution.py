@@ -13,7 +13,7 @@ from catalog import selectors as catalog
 from catalog.sources import SOURCES, ModelFileChoiceError, ModelFiles, RemoteModelNotFound
 from core.api import ApiError
 from deployments.gguf_header import GGUFError, read_metadata
-from deployments.ollama_template import to_jinja
+from deployments.ollama_template import UntranslatableTemplate, to_jinja
 
 
 def model_files(*, model_id: str, source: str, file: str = "", quantization: str = "") -> ModelFiles:
@@ -37,7 +37,11 @@ def model_files(*, model_id: str, source: str, file: str = "", quantization: str
     except ModelFileChoiceError as exc:
         raise ApiError(exc.code, f"{model_id}: {exc}", 400, {"choices": exc.choices}) from None
     if model.go_chat_template and not gguf_shape(model.path).get("chat_template"):
-        model.chat_template_file = _template_config(stored.storage_path, model.go_chat_template)
+        try:
+            model.chat_template_file = _template_config(stored.storage_path, model.go_chat_template, model.path)
+        except UntranslatableTemplate as exc:
+            model.chat_template_problem = (f"its Ollama template uses {exc}, which cannot be converted, and the GGUF "
+                                           "has no chat template of its own")
     return model
 
 
@@ -68,30 +72,47 @@ def gguf_shape(path: Path) -> dict:
             "chat_template": bool(metadata.get("tokenizer.chat_template"))}
 
 
-def _template_config(storage_path: str, go_template: str) -> Path | None:
-    """A Go chat template as a tokenizer_config.json that llama-cpp-python's server reads; None if not convertible."""
+def special_tokens(path: Path) -> tuple[str, str]:
+    """The texts of a GGUF's own BOS and EOS tokens (empty where its header does not name them)."""
+    try:
+        ids = read_metadata(path)
+        wanted = {ids.get("tokenizer.ggml.bos_token_id"), ids.get("tokenizer.ggml.eos_token_id")} - {None}
+        texts = read_metadata(path, token_ids=wanted).get("tokenizer.ggml.tokens") or {}
+    except (OSError, GGUFError):
+        return "", ""
+    return (texts.get(ids.get("tokenizer.ggml.bos_token_id"), ""),
+            texts.get(ids.get("tokenizer.ggml.eos_token_id"), ""))
+
+
+def _template_config(storage_path: str, go_template: str, gguf: Path) -> Path:
+    """A Go chat template as a tokenizer_config.json that llama-cpp-python's server reads, with the GGUF's own
+    BOS and EOS tokens (UntranslatableTemplate when it cannot be converted)."""
     jinja = to_jinja(go_template)
-    if jinja is None:
-        return None
+    bos, eos = special_tokens(gguf)
     name = hashlib.sha1(f"{storage_path}\0{go_template}".encode()).hexdigest()[:16]
     path = settings.DATA_DIR / "engines" / f"{name}.tokenizer_config.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"chat_template": jinja, "bos_token": "<s>", "eos_token": "</s>"}))
+    path.write_text(json.dumps({"chat_template": jinja, "bos_token": bos, "eos_token": eos}))
     return path
 
 
-def has_chat_template(model: ModelFiles) -> bool:
-    """Whether the engine can turn messages into a prompt: a template in the GGUF or the tokenizer config."""
+def chat_template_problem(model: ModelFiles) -> str:
+    """Why the engine cannot turn messages into a prompt (no template in the GGUF, the tokenizer config or a
+    convertible Ollama template), or "" when it can."""
     if model.chat_template_file:
-        return True
+        return ""
+    if model.chat_template_problem:
+        return model.chat_template_problem
     if model.format == "gguf":
-        return gguf_shape(model.path).get("chat_template", True)  # cannot tell: let the engine decide
-    tokenizer_config = model.path / "tokenizer_config.json"
+        # A header that cannot be read: let the engine decide.
+        return "" if gguf_shape(model.path).get("chat_template", True) else "the GGUF has no chat template"
     if (model.path / "chat_template.jinja").exists():
-        return True
+        return ""
     try:
-        return bool(json.loads(tokenizer_config.read_text()).get("chat_template"))
+        if json.loads((model.path / "tokenizer_config.json").read_text()).get("chat_template"):
+            return ""
     except (OSError, ValueError):
-        return False
+        pass
+    return "its tokenizer config has no chat template"
 
 

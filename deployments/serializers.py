@@ -11,7 +11,8 @@ from deployments import supervisor
 from deployments.engines import Engine
 from deployments.models import Deployment
 
-SECRET_NAME = re.compile(r"(?i)(key|token|secret|password|passwd|credential)")
+# A secret's name, but not a tokenizer's (`--hf_tokenizer_config_path` is a path, not a token).
+SECRET_NAME = re.compile(r"(?i)(key|token(?!izer)|secret|password|passwd|credential)")
 MASK = "***"
 
 

@@ -15,7 +15,7 @@ from core.host import gpu_stats
 from deployments import supervisor
 from deployments.engines import ENGINES, Engine, choose
 from deployments.models import Deployment, DeploymentStatus, DeploymentTask, RestartPolicy
-from deployments.resolution import gguf_shape, has_chat_template, memory_needed, model_files
+from deployments.resolution import chat_template_problem, gguf_shape, memory_needed, model_files
 from deployments.selectors import get_deployment
 
 
@@ -81,10 +81,12 @@ def start_deployment(*, model_id: str, model_source: str, port: int | None = Non
         raise ApiError("INSUFFICIENT_MEMORY", f"{model_id} needs about {required} bytes; {available} are free "
                        "(send force: true to start anyway)", 409,
                        {"required_bytes": required, "available_bytes": available})
+    chat_problem = chat_template_problem(model)
     deployment = Deployment.objects.create(
         name=name or "", model_id=model.model_id, model_source=model_source, engine=chosen.name,
         port=port or supervisor.allocate_port(), gpu_memory_utilization=gpu_memory_utilization,
-        max_model_len=max_model_len, restart_policy=restart_policy, supports_chat=has_chat_template(model),
+        max_model_len=max_model_len, restart_policy=restart_policy, supports_chat=not chat_problem,
+        chat_problem=chat_problem,
         task=task, model_file=model.file, model_file_reason=model.file_reason, engine_args=list(engine_args or []), env=dict(env or {}),
         options={"tensor_parallel_size": tensor_parallel_size, "memory_required_bytes": required})
     if not deployment.name:

@@ -161,7 +161,8 @@ def engine_model(deployment: Deployment) -> str:
 
 def check_chat_supported(deployment: Deployment) -> None:
     if deployment.supports_chat is False:
-        raise ApiError("CHAT_NOT_SUPPORTED", f"{deployment.model_id} has no chat template; use completions", 400)
+        raise ApiError("CHAT_NOT_SUPPORTED", f"{deployment.model_id} cannot chat: "
+                       f"{deployment.chat_problem or 'it has no chat template'}; use completions", 400)
 
 
 def check_embeddings_supported(deployment: Deployment) -> None:

@@ -143,6 +143,7 @@ class ModelFiles:
     go_chat_template: str = ""
     # A tokenizer_config.json carrying a chat template as Jinja, for a GGUF that has no template of its own.
     chat_template_file: Path | None = None
+    chat_template_problem: str = ""  # why there is no chat template an engine can read, where there is none
     config: dict = field(default_factory=dict)  # config.json of a transformers model
     env: dict[str, str] = field(default_factory=dict)  # what an engine's environment needs to read it offline
     file: str = ""  # the model file chosen among several (its path in the repository), and why

@@ -1,9 +1,11 @@
 """Deployments on the real llama.cpp engine: a tiny GGUF downloaded through our downloader, then supervised."""
 
+import json
 import os
 import signal
 import socket
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -163,34 +165,59 @@ OLLAMA_CHAT_TEMPLATE = ("{{ if .System }}<|system|>\n{{ .System }}</s>\n{{ end }
                         "<|assistant|>\n{{ .Response }}</s>\n")
 
 
+MESSAGES_TEMPLATE = "{{ range .Messages }}<|{{ .Role }}|>{{ .Content }}{{ end }}<|assistant|>"
+
+
 def test_the_ollama_template_becomes_the_chat_template_of_a_gguf_without_one(start_service, engine_env,
                                                                               need_registry, tmp_path):
+    from gguf import GGUFReader
+
     from tests.fakes.tiny_gguf import write_tiny_gguf
 
-    plain = write_tiny_gguf(tmp_path / "plain.gguf", chat_template=None, seed=2)
-    need_registry.push_ollama_model("tiny-templated", "latest", [("model", plain.read_bytes()),
-                                                                 ("template", OLLAMA_CHAT_TEMPLATE.encode())],
-                                    {"model_format": "gguf", "model_family": "llama", "file_type": "F32"})
+    # BOS and EOS other than llama's <s> and </s>: the converted template must carry the GGUF's own.
+    plain = write_tiny_gguf(tmp_path / "plain.gguf", chat_template=None, seed=2, bos_id=5, eos_id=6)
+    field = GGUFReader(str(plain)).fields["tokenizer.ggml.tokens"]
+    bos, eos = (bytes(field.parts[field.data[index]]).decode() for index in (5, 6))
+    templated = write_tiny_gguf(tmp_path / "templated.gguf", seed=4)
+    config = {"model_format": "gguf", "model_family": "llama", "file_type": "F32"}
+    for name, weights, template in (("tiny-templated", plain, OLLAMA_CHAT_TEMPLATE),
+                                    ("tiny-messages", plain, MESSAGES_TEMPLATE),
+                                    ("tiny-own-template", templated, MESSAGES_TEMPLATE)):
+        need_registry.push_ollama_model(name, "latest", [("model", weights.read_bytes()),
+                                                         ("template", template.encode())], config)
     service = start_service(engine_env)
+    hello = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+             "max_tokens": 3}
     with service.client(timeout=60) as client:
-        download(client, "tiny-templated:latest", source="ollama")
-        deployment_id = assert_success(deploy(client, model_id="tiny-templated", source="ollama"))["deployment_id"]
-        assert wait_deployment(client, deployment_id, {"running", "error"})["status"] == "running"
-        chat = assert_success(client.post(f"/api/chat/{deployment_id}", json={
-            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-            "max_tokens": 3}))
+        ids = {}
+        for name in ("tiny-templated", "tiny-messages", "tiny-own-template"):
+            download(client, f"{name}:latest", source="ollama")
+            ids[name] = assert_success(deploy(client, model_id=name, source="ollama"))["deployment_id"]
+        for deployment_id in ids.values():
+            assert wait_deployment(client, deployment_id, {"running", "error"})["status"] == "running"
+        chat = assert_success(client.post(f"/api/chat/{ids['tiny-templated']}", json=hello))
         assert chat["object"] == "chat.completion" and chat["choices"][0]["message"]["role"] == "assistant"
-        # The engine formats the conversation with the converted template (its log shows the argv).
-        logs = "\n".join(assert_success(client.get(f"/api/deployments/{deployment_id}/logs",
-                                                    params={"lines": 10000}))["lines"])
-        assert "hf-tokenizer-config" in logs
-        assert_success(client.delete(f"/api/deployments/{deployment_id}"))
+        # The engine formats the conversation with the converted template and the GGUF's own BOS and EOS.
+        command = assert_success(client.get(f"/api/deployments/{ids['tiny-templated']}"))["command"]
+        assert "hf-tokenizer-config" in command
+        converted = json.loads(Path(command[command.index("--hf_tokenizer_config_path") + 1]).read_text())
+        assert (converted["bos_token"], converted["eos_token"]) == (bos, eos) and bos != "<s>"
+        # A template the converter cannot translate: the GGUF's own template where it has one…
+        assert assert_success(client.post(f"/api/chat/{ids['tiny-own-template']}", json=hello))["choices"]
+        # …else chat is refused, naming the construct; plain completions still work.
+        refused = assert_error(client.post(f"/api/chat/{ids['tiny-messages']}", json=hello), 400,
+                               "CHAT_NOT_SUPPORTED")
+        assert "range .Messages" in refused["message"]
+        assert assert_success(client.post(f"/api/completions/{ids['tiny-messages']}",
+                                          json={"prompt": "Hi", "max_tokens": 2}))["choices"]
+        for deployment_id in ids.values():
+            assert_success(client.delete(f"/api/deployments/{deployment_id}"))
 
 
 def test_ollama_templates_render_as_ollama_renders_them():
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    from deployments.ollama_template import to_jinja
+    from deployments.ollama_template import UntranslatableTemplate, to_jinja
 
     # llama-cpp-python's hf-tokenizer-config handler: these options, and an empty assistant message appended.
     template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(
@@ -201,7 +228,8 @@ def test_ollama_templates_render_as_ollama_renders_them():
     assert template.render(messages=messages) == (
         "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\nHello</s>\n"
         "<|user|>\nHow?</s>\n<|assistant|>\n")
-    assert to_jinja("{{ range .Messages }}{{ .Content }}{{ end }}") is None
+    with pytest.raises(UntranslatableTemplate, match="range .Messages"):
+        to_jinja("{{ range .Messages }}{{ .Content }}{{ end }}")
 
 
 def test_deploy_command_and_log_rotation(start_service, engine_env, tiny_gguf):

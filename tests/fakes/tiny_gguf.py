@@ -53,9 +53,10 @@ def _vocab():
     return tokens, scores, types
 
 
-def write_tiny_gguf(path: Path, chat_template: str | None = CHAT_TEMPLATE, seed: int = 0, pooled: bool = False) -> Path:
+def write_tiny_gguf(path: Path, chat_template: str | None = CHAT_TEMPLATE, seed: int = 0, pooled: bool = False,
+                    bos_id: int = 1, eos_id: int = 2) -> Path:
     """`pooled`: the header names a pooling type (mean), so llama.cpp answers one embedding per input, not one per
-    token."""
+    token. `bos_id`, `eos_id`: which tokens of the vocabulary the header names as BOS and EOS."""
     import numpy as np
     from gguf import GGUFWriter, PoolingType
 
@@ -82,8 +83,8 @@ def write_tiny_gguf(path: Path, chat_template: str | None = CHAT_TEMPLATE, seed:
     writer.add_token_list(tokens)
     writer.add_token_scores(scores)
     writer.add_token_types(types)
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(2)
+    writer.add_bos_token_id(bos_id)
+    writer.add_eos_token_id(eos_id)
     writer.add_unk_token_id(0)
     if chat_template:
         writer.add_chat_template(chat_template)

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from core.api import ApiError
 from deployments import selectors
 from deployments.models import Deployment, DeploymentStatus
-from inference.services import engine_model
+from inference.services import check_chat_supported, engine_model
 
 
 class Command(BaseCommand):
@@ -49,8 +49,10 @@ class Command(BaseCommand):
             raise CommandError(f"no deployment or running model {target}")
         if deployment.status != DeploymentStatus.RUNNING:
             raise CommandError(f"{deployment.id} is {deployment.status}")
-        if deployment.supports_chat is False:
-            raise CommandError(f"{deployment.model_id} has no chat template; use completions")
+        try:
+            check_chat_supported(deployment)
+        except ApiError as exc:
+            raise CommandError(exc.message) from None
         return deployment
 
     def _stream(self, deployment: Deployment, messages: list, max_tokens: int, temperature: float | None) -> str:
