@@ -8,7 +8,7 @@ from typing import Any
 from core.api import utc_timestamp
 from core.host import gpu_stats
 from deployments import supervisor
-from deployments.engines import Engine
+from deployments.engines import ENGINES, Engine
 from deployments.models import Deployment
 
 # A secret's name, but not a tokenizer's (`--hf_tokenizer_config_path` is a path, not a token).
@@ -43,6 +43,7 @@ def deployment_to_dict(deployment: Deployment) -> dict[str, Any]:
         "started_at": utc_timestamp(deployment.started_at) if deployment.started_at else None,
         "stopped_at": utc_timestamp(deployment.stopped_at) if deployment.stopped_at else None,
         "task": deployment.task,
+        "usage_counting": ENGINES[deployment.engine].usage_counting if deployment.engine in ENGINES else None,
         "model_file": deployment.model_file or None,
         "engine_args": deployment.engine_args,
         "env": masked_env(deployment.env),

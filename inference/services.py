@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from typing import Any, AsyncIterator
 
@@ -17,6 +18,7 @@ from rest_framework import serializers
 
 from core.api import ApiError, JsonBooleanField, JsonFloatField, JsonIntegerField, TextField
 from core.db import in_thread_pool
+from deployments.engines import ENGINES
 from deployments.models import Deployment, DeploymentStatus, DeploymentTask
 from inference.engine_http import EnginePool, EngineRefused, EngineResponse, EngineUnavailable
 from inference.models import DeploymentUsage
@@ -211,10 +213,72 @@ def _engine_message(content: bytes) -> str:
     return error.get("message", str(error)) if isinstance(error, dict) else str(error or text)
 
 
+EVENT_END = re.compile(rb"\r?\n\r?\n")  # sse-starlette (llama.cpp) ends events with CRLF CRLF, others with LF LF
+
+
+class StreamUsage:
+    """Follows an OpenAI event stream however its bytes are split, handing on whole events as they complete.
+
+    Keeps the last `usage` the engine sent; for an engine that never puts usage in a stream, counts the chunks
+    that carry generated text (one token each, as llama.cpp streams them); drops the usage-only chunk the service
+    asked for on a caller's behalf who did not ask for it."""
+
+    def __init__(self, *, count_chunks: bool, drop_usage_chunk: bool):
+        self.count_chunks, self.drop_usage_chunk = count_chunks, drop_usage_chunk
+        self.usage: dict = {}
+        self.text_chunks = 0
+        self._pending = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """The whole events `data` completes (to hand on); an unfinished one waits for its end."""
+        self._pending += data
+        ends = list(EVENT_END.finditer(self._pending))
+        if not ends:
+            return b""
+        complete, self._pending = self._pending[: ends[-1].end()], self._pending[ends[-1].end():]
+        if not (self.count_chunks or b'"usage"' in complete):
+            return complete  # nothing to read in these events: handed on as they came
+        kept, start = [], 0
+        for end in ends:
+            event = complete[start:end.end()]
+            start = end.end()
+            if self._keep(event):
+                kept.append(event)
+        return b"".join(kept)
+
+    def rest(self) -> bytes:
+        """What came after the last whole event (an engine that stopped mid-event)."""
+        rest, self._pending = self._pending, b""
+        return rest
+
+    def _keep(self, event: bytes) -> bool:
+        data = next((line[6:] for line in event.splitlines() if line.startswith(b"data: {")), None)
+        if data is None or not (self.count_chunks or b'"usage"' in data):
+            return True
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return True
+        if self.count_chunks:
+            self.text_chunks += sum(1 for choice in chunk.get("choices") or []
+                                    if (choice.get("delta") or {}).get("content") or choice.get("text"))
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+            return not (self.drop_usage_chunk and not chunk.get("choices"))
+        return True
+
+
 async def stream(deployment: Deployment, path: str, payload: dict) -> AsyncIterator[bytes]:
-    """The engine's SSE bytes as they arrive; an engine failure becomes an error event, then [DONE]."""
+    """The engine's SSE events as they arrive; an engine failure becomes an error event, then [DONE]. Usage is
+    counted whatever the engine does (see StreamUsage and Engine.stream_usage)."""
     body = {**payload, "model": engine_model(deployment), "stream": True}
-    usage: dict = {}
+    engine = ENGINES.get(deployment.engine)
+    stream_usage = engine.stream_usage if engine else "never"
+    asked = isinstance(payload.get("stream_options"), dict) and payload["stream_options"].get("include_usage")
+    if stream_usage == "on_request" and not asked:
+        body["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
+    reader = StreamUsage(count_chunks=stream_usage == "never", drop_usage_chunk=stream_usage == "on_request"
+                         and not asked)
     failed = False
     try:
         response = await _post(deployment, path, body)
@@ -226,9 +290,10 @@ async def stream(deployment: Deployment, path: str, payload: dict) -> AsyncItera
                 yield b"data: [DONE]\n\n"
                 return
             async for chunk in response.chunks():
-                if b'"usage"' in chunk:
-                    usage = _last_usage(chunk) or usage
-                yield chunk
+                if events := reader.feed(chunk):
+                    yield events
+            if rest := reader.rest():
+                yield rest
         finally:
             response.close()
     except EngineUnavailable as exc:
@@ -236,23 +301,44 @@ async def stream(deployment: Deployment, path: str, payload: dict) -> AsyncItera
         yield _error_event(f"The engine stopped answering: {exc}")
         yield b"data: [DONE]\n\n"
     finally:
+        usage = reader.usage
+        if stream_usage == "never" and engine and engine.token_count_path and not failed:
+            usage = {"completion_tokens": reader.text_chunks,
+                     "prompt_tokens": await _prompt_tokens(deployment, engine.token_count_path, payload)}
         await count(deployment, error=failed, prompt=usage.get("prompt_tokens", 0),
                     completion=usage.get("completion_tokens", 0))
+
+
+def _prompt_text(payload: dict) -> str:
+    """The text of a request's prompt or messages (a chat template's own tokens are not in it)."""
+    if "prompt" in payload:
+        prompt = payload["prompt"]
+        return prompt if isinstance(prompt, str) else "\n".join(p for p in prompt if isinstance(p, str))
+    texts = []
+    for message in payload.get("messages") or []:
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts += [part.get("text", "") for part in content if isinstance(part, dict)]
+    return "\n".join(texts)
+
+
+async def _prompt_tokens(deployment: Deployment, count_path: str, payload: dict) -> int:
+    """The prompt's tokens by the engine's own tokenizer endpoint; 0 when it cannot tell."""
+    try:
+        response = await _post(deployment, count_path, {"input": _prompt_text(payload)})
+        try:
+            return int(json.loads(await response.read()).get("count", 0)) if response.status == 200 else 0
+        finally:
+            response.close()
+    except (EngineUnavailable, ValueError, TypeError, AttributeError):
+        return 0
 
 
 def _error_event(message: str) -> bytes:
     error = {"error": {"message": message, "type": "engine_error", "code": "ENGINE_ERROR"}}
     return f"data: {json.dumps(error)}\n\n".encode()
-
-
-def _last_usage(chunk: bytes) -> dict | None:
-    for line in reversed(chunk.split(b"\n")):
-        if line.startswith(b"data: {") and b'"usage"' in line:
-            try:
-                return json.loads(line[6:]).get("usage") or None
-            except ValueError:
-                return None
-    return None
 
 
 async def count(deployment: Deployment, error: bool = False, prompt: int = 0, completion: int = 0) -> None:

@@ -49,6 +49,20 @@ class Engine:
     options: tuple[tuple[str, str], ...] = ()
     needs_gpu: bool = False
     tasks: tuple[str, ...] = ("generate",)  # what a deployment on it may be started for
+    # Usage in a stream: "always" (on its last chunk), "on_request" (a last chunk with `stream_options.include_usage`)
+    # or "never"; then the proxy counts the streamed text chunks, and the prompt with `token_count_path`
+    # ({"input": text} → {"count": n}) where the engine has one.
+    stream_usage: str = "never"
+    token_count_path: str = ""
+
+    @property
+    def usage_counting(self) -> str:
+        """How a deployment on this engine has its tokens counted, in words (the deployment shows it)."""
+        if self.stream_usage != "never":
+            return "the engine's own counts"
+        return ("the engine's own counts; in streams, which carry none, completion tokens are the streamed text "
+                "chunks and prompt tokens the engine's tokenizer count of the prompt's text (without a chat "
+                "template's own tokens)")
 
     def version(self) -> str | None:
         try:

@@ -33,6 +33,7 @@ def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
 ENGINE = Engine(
     name="transformers", formats=("safetensors",), missing=missing, launch=launch, package="transformers",
     owned_flags=("--host", "--port", "--device"),
+    stream_usage="always",  # transformers serve puts usage on every stream's last chunk
     options=(("--dtype NAME", "e.g. bfloat16, float32"), ("--log-level LEVEL", "the server's log level"),
              ("--trust-remote-code", "run the model repository's own code")),
 )

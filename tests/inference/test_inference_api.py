@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 
+import httpx
 import pytest
 
 from tests.engines import TINY_REPO, deploy, download, wait_deployment
@@ -90,6 +91,53 @@ def test_streaming_passes_chunks_and_ends_with_done(api, inf_service):
                                                                "max_tokens": 4}) as response:
         events = sse_events(response)
     assert events[-1] == "[DONE]" and len(events) >= 2
+
+
+def _usage_of(api, deployment_id: str, requests: int) -> dict:
+    return wait_for(lambda: (u := assert_success(api.get(f"/api/deployments/{deployment_id}"))["usage"])
+                    and u["requests"] == requests and u, 10, what=f"{requests} requests counted")
+
+
+def test_streams_are_counted_although_llama_cpp_streams_no_usage(api, inf_service):
+    tiny = inf_service.ids["tiny-b"]
+    before = assert_success(api.get(f"/api/deployments/{tiny}"))
+    assert "streamed text chunks" in before["usage_counting"]
+    counted = before["usage"] or {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    with api.stream("POST", f"/api/chat/{tiny}", json={**HELLO, "stream": True, "max_tokens": 6,
+                                                       "temperature": 0}) as response:
+        chunks = [json.loads(event) for event in sse_events(response)[:-1]]
+    texts = sum(1 for chunk in chunks for choice in chunk["choices"] if choice["delta"].get("content"))
+    # (A random model's text may be empty: the count must match it all the same.)
+    assert chunks and not any(chunk.get("usage") for chunk in chunks)  # as the engine sent them
+    usage = _usage_of(api, tiny, counted["requests"] + 1)
+    assert usage["completion_tokens"] - counted["completion_tokens"] == texts
+    # The prompt's text by the engine's own tokenizer ("Hello!": a couple of tokens, no chat template counted).
+    assert 1 <= usage["prompt_tokens"] - counted["prompt_tokens"] <= 8
+
+
+def test_usage_is_read_from_a_stream_split_anywhere(inf_service):
+    from inference.services import StreamUsage
+
+    # llama.cpp's own bytes (CRLF-separated events), straight from the engine.
+    port = assert_success(httpx.get(f"{inf_service.url}/api/deployments/{inf_service.ids['tiny-a']}"))["port"]
+    with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/completions", timeout=60, json={
+            "prompt": "Once upon", "max_tokens": 8, "temperature": 0, "stream": True}) as response:
+        engine_bytes = response.read()
+    whole = StreamUsage(count_chunks=True, drop_usage_chunk=False)
+    assert whole.feed(engine_bytes) + whole.rest() == engine_bytes and whole.text_chunks >= 1
+    byte_by_byte = StreamUsage(count_chunks=True, drop_usage_chunk=False)
+    handed_on = b"".join(byte_by_byte.feed(engine_bytes[i:i + 1]) for i in range(len(engine_bytes)))
+    assert handed_on + byte_by_byte.rest() == engine_bytes and byte_by_byte.text_chunks == whole.text_chunks
+    # vLLM's stream asked for usage on the caller's behalf: the usage-only chunk is read and not handed on.
+    vllm = (b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
+            b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+            b'data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":1,"total_tokens":8}}\n\n'
+            b"data: [DONE]\n\n")
+    for size in (1, 7, len(vllm)):
+        reader = StreamUsage(count_chunks=False, drop_usage_chunk=True)
+        out = b"".join(reader.feed(vllm[i:i + size]) for i in range(0, len(vllm), size)) + reader.rest()
+        assert reader.usage == {"prompt_tokens": 7, "completion_tokens": 1, "total_tokens": 8}
+        assert b'"usage"' not in out and out.endswith(b"data: [DONE]\n\n") and out.count(b"data: ") == 3
 
 
 def test_the_official_openai_sdk_works_unchanged(inf_service):
