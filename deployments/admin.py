@@ -33,7 +33,7 @@ def _downloaded_models() -> list[tuple[str, str]]:
             for source, model_id in catalog.downloaded_choices()]
 
 
-NUMBERS = ("port", "gpu_memory_utilization", "max_model_len")
+NUMBERS = ("port", "gpu_memory_utilization", "max_model_len", "idle_timeout")
 
 
 def _number(text: str) -> int | float | str:
@@ -53,6 +53,7 @@ def _start_body(post) -> dict:
     source, _, model_id = post.get("model", "").partition(MODEL_SEPARATOR)
     body = {name: _number(post[name]) if name in NUMBERS else post[name]
             for name in ("port", "gpu_memory_utilization", "max_model_len", "engine", "name", "restart_policy",
+                         "idle_timeout",
                          "file", "quantization", "task")
             if post.get(name, "").strip()}
     try:

@@ -12,6 +12,7 @@ from typing import BinaryIO, Collection
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
+MAX_STRING_BYTES = 64 * 1024 * 1024  # longer than any chat template: a corrupt header, not a string
 
 
 class GGUFError(ValueError):
@@ -28,7 +29,12 @@ def _read(handle: BinaryIO, fmt: str):
 
 def _string(handle: BinaryIO) -> str:
     length = _read(handle, "<Q")
-    return handle.read(length).decode("utf-8", errors="replace")
+    if length > MAX_STRING_BYTES:
+        raise GGUFError(f"a string of {length} bytes in the header: the file is corrupt")
+    data = handle.read(length)
+    if len(data) != length:
+        raise GGUFError("truncated GGUF header")
+    return data.decode("utf-8", errors="replace")
 
 
 def _skip(handle: BinaryIO, value_type: int, count: int = 1) -> None:
@@ -53,7 +59,15 @@ def _pick_strings(handle: BinaryIO, count: int, wanted: set[int]) -> dict[int, s
 
 def read_metadata(path: Path, token_ids: Collection[int] = ()) -> dict:
     """Scalar and string values by key; arrays are skipped (their keys map to None), but for the texts of the
-    vocabulary's `token_ids`, kept as {id: text} under `tokenizer.ggml.tokens`."""
+    vocabulary's `token_ids`, kept as {id: text} under `tokenizer.ggml.tokens`. GGUFError for anything that is
+    not a well-formed header."""
+    try:
+        return _read_metadata(path, token_ids)
+    except OverflowError as exc:  # a corrupt length or count that no seek can take
+        raise GGUFError(f"{path}: corrupt GGUF header ({exc})") from None
+
+
+def _read_metadata(path: Path, token_ids: Collection[int]) -> dict:
     metadata: dict = {}
     with open(path, "rb") as handle:
         if handle.read(4) != b"GGUF":

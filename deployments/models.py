@@ -40,6 +40,10 @@ class Deployment(models.Model):
     gpu_memory_utilization = models.FloatField(default=0.9)
     max_model_len = models.PositiveIntegerField(null=True, blank=True)
     options = models.JSONField(default=dict, blank=True, help_text="Further engine settings from the request")
+    idle_timeout = models.PositiveIntegerField(null=True, blank=True,
+                                               help_text="Seconds without a request after which it stops; empty: never")
+    last_request_at = models.DateTimeField(null=True, blank=True, help_text="The proxy's last request to it")
+    stop_reason = models.CharField(max_length=16, blank=True, help_text="requested or idle, once stopped")
     task = models.CharField(max_length=16, choices=DeploymentTask.choices, default=DeploymentTask.GENERATE)
     model_file = models.CharField(max_length=1024, blank=True,
                                   help_text="The model file deployed, of several in the repository (GGUF)")

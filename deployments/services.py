@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import httpx
 import psutil
+from django.conf import settings
 from django.utils import timezone
 
 from catalog.sources import ModelFiles
@@ -66,7 +67,9 @@ def start_deployment(*, model_id: str, model_source: str, port: int | None = Non
                      name: str = "", restart_policy: str = RestartPolicy.ON_FAILURE, tensor_parallel_size: int = 1,
                      engine_args: list[str] | None = None, env: dict[str, str] | None = None,
                      force: bool = False, file: str = "", quantization: str = "",
-                     task: str = DeploymentTask.GENERATE) -> Deployment:
+                     task: str = DeploymentTask.GENERATE, idle_timeout: int | None = None) -> Deployment:
+    """Start an engine for a downloaded model; `idle_timeout` (seconds, else LLM_MANAGER_IDLE_TIMEOUT) stops it
+    after that long without a request."""
     model = model_files(model_id=model_id, source=model_source, file=file, quantization=quantization)
     gpus = gpu_stats()
     chosen = _engine_for(model, engine, gpus)
@@ -87,7 +90,7 @@ def start_deployment(*, model_id: str, model_source: str, port: int | None = Non
         port=port or supervisor.allocate_port(), gpu_memory_utilization=gpu_memory_utilization,
         max_model_len=max_model_len, restart_policy=restart_policy, supports_chat=not chat_problem,
         chat_problem=chat_problem,
-        task=task, model_file=model.file, model_file_reason=model.file_reason, engine_args=list(engine_args or []), env=dict(env or {}),
+        task=task, idle_timeout=idle_timeout or settings.IDLE_TIMEOUT, model_file=model.file, model_file_reason=model.file_reason, engine_args=list(engine_args or []), env=dict(env or {}),
         options={"tensor_parallel_size": tensor_parallel_size, "memory_required_bytes": required})
     if not deployment.name:
         deployment.name = deployment.id
@@ -103,6 +106,7 @@ def stop_deployment(*, deployment_id: str) -> Deployment:
     deployment.save(update_fields=["status", "updated_at"])
     supervisor.terminate(deployment)
     deployment.status, deployment.pid, deployment.stopped_at = DeploymentStatus.STOPPED, None, timezone.now()
+    deployment.stop_reason = "requested"
     deployment.options.pop("restart_at", None)
     deployment.save()
     return deployment

@@ -93,6 +93,7 @@ def spawn(deployment: Deployment) -> None:
     deployment.error = ""
     deployment.started_at = None
     deployment.stopped_at = None
+    deployment.stop_reason = ""
     deployment.probe_path, deployment.engine_model = launch.probe_path, launch.model_name
     deployment.options = {**deployment.options, "pid_started": psutil.Process(process.pid).create_time(),
                           "spawned_at": time.time(), "argv": launch.argv}
@@ -243,7 +244,28 @@ def _supervise_one(deployment: Deployment) -> None:
             terminate(deployment, grace=2)
             _failed(deployment, f"the engine was not ready within {settings.ENGINE_READY_TIMEOUT:.0f} s")
     elif deployment.status == DeploymentStatus.RUNNING:
+        if _idle_for(deployment) > (deployment.idle_timeout or float("inf")):
+            _stop_idle(deployment)
+            return
         _check_answers(deployment)
+
+
+def _idle_for(deployment: Deployment) -> float:
+    """Seconds since its last request (or since it became ready, if none came since)."""
+    moments = [moment for moment in (deployment.last_request_at, deployment.started_at) if moment]
+    return (timezone.now() - max(moments)).total_seconds() if moments else 0.0
+
+
+def _stop_idle(deployment: Deployment) -> None:
+    """Stop a deployment nobody called for its idle_timeout, freeing its memory; the next call loads it again."""
+    if not Deployment.objects.filter(id=deployment.id, pid=deployment.pid, status=DeploymentStatus.RUNNING).update(
+            status=DeploymentStatus.STOPPING, updated_at=timezone.now()):
+        return  # changed meanwhile
+    logger.info("%s had no request for %d s: stopping it", deployment.id, deployment.idle_timeout)
+    terminate(deployment)
+    Deployment.objects.filter(id=deployment.id).update(status=DeploymentStatus.STOPPED, pid=None,
+                                                       stopped_at=timezone.now(), stop_reason="idle",
+                                                       updated_at=timezone.now())
 
 
 def _check_answers(deployment: Deployment) -> None:

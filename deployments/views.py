@@ -43,6 +43,9 @@ class DeploymentStartRequest(serializers.Serializer):
     env = serializers.DictField(child=TextField(max_length=65536, allow_blank=True), required=False,
                                 default=dict, help_text="Extra environment variables of the engine (string values)")
     force = JsonBooleanField(required=False, default=False)
+    idle_timeout = JsonIntegerField(required=False, allow_null=True, min_value=10, max_value=2**31 - 1,
+                                    help_text="Seconds without a request after which the deployment stops (reason "
+                                              "idle); the next call loads it again. Default: LLM_MANAGER_IDLE_TIMEOUT")
     task = serializers.ChoiceField(choices=DeploymentTask.choices, required=False, default=DeploymentTask.GENERATE,
                                    help_text="embed: the engine serves /v1/embeddings (llama.cpp, vLLM)")
     file = TextField(required=False, allow_blank=True, max_length=1024, default="",

@@ -12,14 +12,17 @@ import re
 import time
 from typing import Any, AsyncIterator
 
+from django.conf import settings
 from django.core.validators import ProhibitNullCharactersValidator
 from django.db.models import F
+from django.utils import timezone
 from rest_framework import serializers
 
 from core.api import ApiError, JsonBooleanField, JsonFloatField, JsonIntegerField, TextField
 from core.db import in_thread_pool
 from deployments.engines import ENGINES
 from deployments.models import Deployment, DeploymentStatus, DeploymentTask
+from inference import loading
 from inference.engine_http import EnginePool, EngineRefused, EngineResponse, EngineUnavailable
 from inference.models import DeploymentUsage
 
@@ -125,13 +128,19 @@ async def _cached(kind: str, key: str, lookup) -> Deployment | None:
     return deployment
 
 
-async def running_deployment(deployment_id: str) -> Deployment:
+async def running_deployment(deployment_id: str, load: bool = True) -> Deployment:
+    """The deployment, running: with LLM_MANAGER_LOAD_ON_DEMAND (and `load`) a stopped or failed one is started
+    again and answered once ready; else DEPLOYMENT_NOT_RUNNING."""
     deployment = await _cached("id", deployment_id, lambda: Deployment.objects.filter(id=deployment_id).first())
     if deployment is None:
         raise ApiError("DEPLOYMENT_NOT_FOUND", f"No deployment {deployment_id}", 404)
-    if deployment.status != DeploymentStatus.RUNNING:
-        raise ApiError("DEPLOYMENT_NOT_RUNNING", f"Deployment {deployment_id} is {deployment.status}", 409)
-    return deployment
+    if deployment.status == DeploymentStatus.RUNNING:
+        return deployment
+    if load and settings.LOAD_ON_DEMAND and deployment.status != DeploymentStatus.STOPPING:
+        deployment = await loading.loaded(deployment=deployment, task=deployment.task)
+        _routes[("id", deployment_id)] = (time.monotonic(), deployment)
+        return deployment
+    raise ApiError("DEPLOYMENT_NOT_RUNNING", f"Deployment {deployment_id} is {deployment.status}", 409)
 
 
 def _find_running(model: str) -> Deployment | None:
@@ -143,9 +152,14 @@ def _find_running(model: str) -> Deployment | None:
     return None
 
 
-async def deployment_for_model(model: str) -> Deployment | None:
-    """A running deployment named `model`, or with that id, or serving that model id."""
-    return await _cached("model", model, lambda: _find_running(model))
+async def deployment_for_model(model: str, task: str) -> Deployment | None:
+    """A running deployment named `model`, or with that id, or serving that model id; with
+    LLM_MANAGER_LOAD_ON_DEMAND, else one started for it (a stopped deployment of it, or the downloaded model)."""
+    found = await _cached("model", model, lambda: _find_running(model))
+    if found is None and settings.LOAD_ON_DEMAND:
+        found = await loading.loaded(model=model, task=task)
+        _routes[("model", model)] = (time.monotonic(), found)
+    return found
 
 
 async def _post(deployment: Deployment, path: str, body: dict) -> EngineResponse:
@@ -186,7 +200,7 @@ async def forward(deployment: Deployment, path: str, payload: dict) -> dict:
         if isinstance(exc, EngineRefused):
             # Maybe stopped since the route was cached: the current status decides what to say.
             _routes.pop(("id", deployment.id), None)
-            await running_deployment(deployment.id)
+            await running_deployment(deployment.id, load=False)
         await count(deployment, error=True)
         raise ApiError("ENGINE_ERROR", f"The engine did not answer: {exc}", 502) from None
     if response.status >= 400:
@@ -341,16 +355,23 @@ def _error_event(message: str) -> bytes:
     return f"data: {json.dumps(error)}\n\n".encode()
 
 
+def touch(deployment: Deployment) -> None:
+    """A request to the deployment begins: its last request time (which its idle_timeout counts from) is written
+    within USAGE_FLUSH_SECONDS."""
+    global _flusher
+    _usage.setdefault(deployment.id, [0, 0, 0, 0])
+    if _flusher is None or _flusher.done():
+        _flusher = asyncio.get_running_loop().create_task(_flush_usage())
+
+
 async def count(deployment: Deployment, error: bool = False, prompt: int = 0, completion: int = 0) -> None:
     """Add a request to the deployment's usage; written to the database within USAGE_FLUSH_SECONDS."""
-    global _flusher
-    totals = _usage.setdefault(deployment.id, [0, 0, 0, 0])
+    touch(deployment)
+    totals = _usage[deployment.id]
     totals[0] += 1
     totals[1] += int(error)
     totals[2] += prompt or 0
     totals[3] += completion or 0
-    if _flusher is None or _flusher.done():
-        _flusher = asyncio.get_running_loop().create_task(_flush_usage())
 
 
 async def _flush_usage() -> None:
@@ -362,9 +383,10 @@ async def _flush_usage() -> None:
 
 
 def _write_usage(pending: dict[str, list[int]]) -> None:
+    now = timezone.now()
     for deployment_id, (requests, errors, prompt, completion) in pending.items():
-        if not Deployment.objects.filter(id=deployment_id).exists():
-            continue
+        if not Deployment.objects.filter(id=deployment_id).update(last_request_at=now):
+            continue  # deleted meanwhile
         DeploymentUsage.objects.get_or_create(deployment_id=deployment_id)
         DeploymentUsage.objects.filter(deployment_id=deployment_id).update(
             requests=F("requests") + requests, errors=F("errors") + errors,

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import serializers
 
+from catalog import selectors as catalog
 from core.api import ApiError, error_json, first_error, utc_timestamp
+from core.db import in_thread_pool
 from deployments import selectors
+from deployments.models import DeploymentTask
 from inference import services
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -30,10 +34,10 @@ def _envelope(data) -> JsonResponse:
     return JsonResponse({"success": True, "message": "OK", "data": data, "code": 200, "timestamp": utc_timestamp()})
 
 
-ROUTES = {  # kind → the request schema and the engine's path
-    "chat": (services.ChatRequest, "/v1/chat/completions"),
-    "completion": (services.CompletionRequest, "/v1/completions"),
-    "embedding": (services.EmbeddingRequest, "/v1/embeddings"),
+ROUTES = {  # kind → the request schema, the engine's path, and the task a deployment loaded for it serves
+    "chat": (services.ChatRequest, "/v1/chat/completions", DeploymentTask.GENERATE),
+    "completion": (services.CompletionRequest, "/v1/completions", DeploymentTask.GENERATE),
+    "embedding": (services.EmbeddingRequest, "/v1/embeddings", DeploymentTask.EMBED),
 }
 
 
@@ -43,7 +47,8 @@ async def _answer(deployment, kind: str, path: str, payload: dict, wrap) -> Http
         services.check_chat_supported(deployment)
     if kind == "embedding":
         services.check_embeddings_supported(deployment)
-    elif payload.get("stream"):
+    services.touch(deployment)
+    if payload.get("stream") and kind != "embedding":
         return _sse(services.stream(deployment, path, payload))
     return wrap(await services.forward(deployment, path, payload))
 
@@ -58,7 +63,7 @@ async def proxy(request: HttpRequest, deployment_id: str, kind: str) -> HttpResp
         refusal["Allow"] = "POST"
         return refusal
     try:
-        schema, path = ROUTES[kind]
+        schema, path, _ = ROUTES[kind]
         payload = services.validated(schema, _json_body(request))
         deployment = await services.running_deployment(deployment_id)
         return await _answer(deployment, kind, path, payload, _envelope)
@@ -102,9 +107,15 @@ async def openai_models(request: HttpRequest) -> JsonResponse:
     data = [
         {"id": deployment.name or deployment.id, "object": "model", "owned_by": "llm-manager",
          "created": int(deployment.created_at.timestamp()), "root": deployment.model_id,
-         "deployment_id": deployment.id, "engine": deployment.engine}
+         "deployment_id": deployment.id, "engine": deployment.engine, "loaded": True}
         async for deployment in selectors.running(order_by="created_at")
     ]
+    if settings.LOAD_ON_DEMAND:  # what a call would load
+        served = {entry["root"] for entry in data}
+        data += [{"id": stored.model_id, "object": "model", "owned_by": "llm-manager",
+                  "created": int(stored.completed_at.timestamp()), "root": stored.model_id, "source": stored.source,
+                  "deployment_id": None, "engine": None, "loaded": False}
+                 for stored in await in_thread_pool(catalog.downloaded_models)() if stored.model_id not in served]
     return JsonResponse({"object": "list", "data": data})
 
 
@@ -117,9 +128,9 @@ async def _openai_proxy(request: HttpRequest, kind: str) -> HttpResponse:
         if not model or not isinstance(model, str):
             return openai_error("`model` is required: a deployment name, id or model id (a string)", 400,
                                 "VALIDATION_ERROR")
-        schema, path = ROUTES[kind]
+        schema, path, task = ROUTES[kind]
         payload = services.validated(schema, body)
-        deployment = await services.deployment_for_model(model)
+        deployment = await services.deployment_for_model(model, task)
         if deployment is None:
             return openai_error(f"The model `{model}` does not exist or is not running", 404, "model_not_found")
         return await _answer(deployment, kind, path, payload, JsonResponse)

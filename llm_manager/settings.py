@@ -318,5 +318,9 @@ ENGINE_READY_TIMEOUT = _env_float("LLM_MANAGER_ENGINE_READY_TIMEOUT", 600.0)
 ENGINE_STOP_GRACE = _env_float("LLM_MANAGER_ENGINE_STOP_GRACE", 10.0)
 # A running engine that fails this many readiness probes in a row (one a second, 2 s each at most) is restarted.
 ENGINE_PROBE_FAILURES = _env_int("LLM_MANAGER_ENGINE_PROBE_FAILURES", 3, minimum=1)
+# A call for a model that is downloaded but not running starts it (or its stopped deployment) and then answers.
+LOAD_ON_DEMAND = _env_bool("LLM_MANAGER_LOAD_ON_DEMAND", True)
+# A deployment with no request for this many seconds stops (reason `idle`); unset: never. Per deployment too.
+IDLE_TIMEOUT: int | None = _env_int("LLM_MANAGER_IDLE_TIMEOUT", 0, minimum=10) or None
 ENGINE_LOG_MAX_BYTES = _env_int("LLM_MANAGER_ENGINE_LOG_MAX_BYTES", 10 * 1024 * 1024)
 ENGINE_LOG_BACKUPS = 3

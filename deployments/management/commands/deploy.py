@@ -32,6 +32,8 @@ class Command(BaseCommand):
         parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                             help="an environment variable of the engine (repeatable)")
         parser.add_argument("--force", action="store_true", help="start even if the memory estimate says no")
+        parser.add_argument("--idle-timeout", type=int, help="stop after this many seconds without a request "
+                            "(at least 10; the next call loads it again)")
         parser.add_argument("--task", choices=[task.value for task in DeploymentTask], default=DeploymentTask.GENERATE,
                             help="embed: serve /v1/embeddings")
         parser.add_argument("--quantization", default="", help="of a repository with several GGUF models, the one "
@@ -40,13 +42,16 @@ class Command(BaseCommand):
                             "deploy (its path in the repository; any shard of a split model)")
 
     def handle(self, *args, model_id, source, engine, port, max_model_len, force, engine_args, env, quantization,
-               file, task, **options):
+               file, task, idle_timeout, **options):
+        if idle_timeout is not None and idle_timeout < 10:
+            raise CommandError("--idle-timeout is at least 10 seconds")
         if any("=" not in item for item in env):
             raise CommandError("--env takes NAME=VALUE")
         try:
             deployment = services.start_deployment(model_id=model_id, model_source=source, port=port,
                                                    max_model_len=max_model_len, engine=engine, force=force,
                                                    engine_args=engine_args, file=file, quantization=quantization, task=task,
+                                                   idle_timeout=idle_timeout,
                                                    env=dict(item.split("=", 1) for item in env))
         except ApiError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from None
