@@ -15,6 +15,7 @@ from tests.service import wait_for
 pytest.importorskip("llama_cpp", reason="llama-cpp-python[server] is not installed")
 
 BROKEN_REPO = "test-org/broken-GGUF"
+HUGE_REPO = "test-org/huge-GGUF"
 HI = [{"role": "user", "content": "Hi"}]
 
 
@@ -22,9 +23,28 @@ def _deployments(client) -> list[dict]:
     return assert_success(client.get("/api/deployments/list"))["items"]
 
 
-def test_a_call_loads_the_model_once_and_idleness_unloads_it(start_service, engine_env, fake_hub, tiny_gguf):
+def _huge_header(tmp_path) -> bytes:
+    """A GGUF header (no weights) of a model far too large for any machine: the memory check refuses it."""
+    from gguf import GGUFWriter
+
+    path = tmp_path / "huge.gguf"
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_block_count(4096)
+    writer.add_embedding_length(65536)
+    writer.add_head_count(64)
+    writer.add_head_count_kv(64)
+    writer.add_context_length(2048)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.close()
+    return path.read_bytes()
+
+
+def test_a_call_loads_the_model_once_and_idleness_unloads_it(start_service, engine_env, fake_hub, tiny_gguf,
+                                                             tmp_path):
     from openai import APIStatusError, NotFoundError, OpenAI
 
+    fake_hub.add_repo(HUGE_REPO, files={"huge.Q4_K_M.gguf": _huge_header(tmp_path)}, library_name="gguf")
     fake_hub.add_repo(BROKEN_REPO, files={"broken.Q4_K_M.gguf": b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 64},
                       library_name="gguf")
     service = start_service({**engine_env, "LLM_MANAGER_IDLE_TIMEOUT": "10"})
@@ -79,6 +99,13 @@ def test_a_call_loads_the_model_once_and_idleness_unloads_it(start_service, engi
             assert "did not start" in failed.value.body["message"] and time.monotonic() - started < 60
         broken = [d for d in _deployments(client) if d["model_id"] == BROKEN_REPO]
         assert len(broken) == 1 and broken[0]["status"] == "error"
+
+        # A model that cannot fit: 409 with the figures, at once.
+        download(client, HUGE_REPO)
+        with pytest.raises(APIStatusError) as too_big:
+            sdk.chat.completions.create(model=HUGE_REPO, messages=HI, max_tokens=2)
+        assert too_big.value.status_code == 409 and too_big.value.body["code"] == "INSUFFICIENT_MEMORY"
+        assert "are free" in too_big.value.body["message"]
 
         # idle_timeout: at least 10 seconds, a number.
         for bad in (5, "soon", 0):
