@@ -119,6 +119,10 @@ class FileTransfer:
         self.settings = settings
         self.auth_header = auth_header
         self.auth_origin = _origin(url)
+        # Where `url` redirected to (a signed storage URL): every range after the first goes there at once, so a
+        # file costs one request to the hub (its redirects are round trips and count against its rate limits).
+        self._resolved: str | None = None
+        self._resolving = threading.Lock()
         self.algorithm = algorithm
         self.stop = threading.Event()
         self._errors: list[BaseException] = []
@@ -206,7 +210,30 @@ class FileTransfer:
 
     def _fetch_range(self, fd: int, part: list[int], connections: _Connections, buffer: memoryview) -> None:
         start, end = part[0] + part[2], part[1]
-        url, headers = self.url, {"Range": f"bytes={start}-{end}", **REQUEST_HEADERS}
+        response = self._open(connections, {"Range": f"bytes={start}-{end}", **REQUEST_HEADERS})
+        self._read_body(fd, part, response, buffer, skip=start if response.status == 200 else 0)
+        if not response.isclosed():
+            connections.close()  # bytes we do not want (a server that ignored the Range), or a stop
+
+    def _open(self, connections: _Connections, headers: dict) -> http.client.HTTPResponse:
+        """A range's response, its body unread: from the resolved storage URL once it is known; until then one
+        worker at a time resolves it (the others wait, then reuse it)."""
+        resolved = self._resolved
+        if resolved is None:
+            with self._resolving:
+                if self._resolved is None:
+                    response, self._resolved = self._follow(self.url, headers, connections)
+                    return response
+                resolved = self._resolved
+        try:
+            return self._follow(resolved, headers, connections)[0]
+        except TransferFailed:
+            # A signed storage URL expired or was withdrawn (403, 410…): resolve it again from the hub.
+            self._resolved = None
+            raise _Retryable(f"the storage URL was refused; resolving {self.url} again") from None
+
+    def _follow(self, url: str, headers: dict, connections: _Connections) -> tuple[http.client.HTTPResponse, str]:
+        """GET `url`, following redirects: the response (its status checked) and the URL that answered."""
         for _ in range(MAX_REDIRECTS + 1):
             if self.auth_header and _origin(url) == self.auth_origin:
                 headers["Authorization"] = self.auth_header
@@ -218,10 +245,7 @@ class FileTransfer:
                 url = urljoin(url, response.getheader("Location", ""))
                 continue
             _check_status(response)
-            self._read_body(fd, part, response, buffer, skip=start if response.status == 200 else 0)
-            if not response.isclosed():
-                connections.close()  # bytes we do not want (a server that ignored the Range), or a stop
-            return
+            return response, url
         raise _Retryable(f"too many redirects from {self.url}")
 
     def _read_body(self, fd: int, part: list[int], response: http.client.HTTPResponse, buffer: memoryview,

@@ -173,6 +173,25 @@ def test_sigkill_of_the_worker_mid_file_resumes_and_verifies(dl, dl_service, thr
     assert throttled.bytes_sent[BIG_SHA256] <= len(world.BIG_WEIGHTS) + part
 
 
+def test_one_resolve_per_file_and_again_only_when_storage_refuses(dl, dl_service, fake_hub):
+    for expire_after in (None, 2):
+        fresh(dl, "test-org/big-model")
+        fake_hub.requests.clear()
+        if expire_after is not None:
+            fake_hub.expire_after[BIG_SHA256] = expire_after  # the signed URL expires after two ranges
+        task = assert_success(start(dl, "test-org/big-model"))["task"]
+        assert wait_status(dl, task["id"], {"completed", "failed"})["status"] == "completed"
+        resolves = [r for r in fake_hub.requests_to("/test-org/big-model/resolve/[0-9a-f]+/model.safetensors")
+                    if r["method"] == "GET"]
+        ranges = fake_hub.requests_to(f"/__storage/{BIG_SHA256}")
+        assert len(ranges) >= 4  # the file came in parts…
+        # …through one resolve at the hub (its redirect is a round trip and counts against its rate limits), and
+        # one more when storage refused the signed URL.
+        assert len(resolves) == (1 if expire_after is None else 2), [r["path"] for r in resolves]
+    blob = dl_service.data_dir / "models/huggingface/hub/models--test-org--big-model/blobs" / BIG_SHA256
+    assert hashlib.sha256(blob.read_bytes()).hexdigest() == BIG_SHA256
+
+
 def test_a_corrupted_byte_is_caught_and_fetched_again(dl, fake_hub):
     fresh(dl, "microsoft/DialoGPT-medium")
     fake_hub.bytes_sent.clear()

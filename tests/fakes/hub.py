@@ -120,6 +120,9 @@ class FakeHub:
         self.token: str | None = None  # the token that may read gated repos
         self.delay_seconds = 0.0  # added to every API answer
         self.corrupt_times: dict[str, int] = {}  # sha256 of an LFS blob → how many more times to corrupt it
+        # sha256 of an LFS blob → storage requests to serve before refusing one with 403, as a signed URL that
+        # expired is refused (the next request, through a fresh resolve, is served again)
+        self.expire_after: dict[str, int] = {}
         self.bytes_sent: dict[str, int] = {}  # sha256 of an LFS blob → body bytes handed to the kernel for it
         # sha256 of an LFS blob → bytes of it counted in bytes_sent that never reached the client: still in this
         # server's socket send queue when the client vanished (the kernel's count of acknowledged bytes tells;
@@ -350,6 +353,12 @@ class HubHandler(BaseHTTPRequestHandler):
         data = self.hub.blobs.get(sha256)
         if data is None:
             return self._error(404, "EntryNotFound", "No such blob")
+        if sha256 in self.hub.expire_after and self.command == "GET":
+            self.hub.expire_after[sha256] -= 1
+            if self.hub.expire_after[sha256] < 0:
+                del self.hub.expire_after[sha256]
+                return self._send(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message>"
+                                       b"</Error>", content_type="application/xml")
         if self.hub.corrupt_times.get(sha256) and self.command == "GET":
             self.hub.corrupt_times[sha256] -= 1
             middle = len(data) // 2
