@@ -16,7 +16,7 @@ from django.http import HttpResponse, JsonResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
-from core.db import DATABASE_ERRORS, in_thread_pool
+from core.db import in_thread_pool, is_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def exception_handler(exc: Exception, context: dict) -> HttpResponse:
     if isinstance(exc, exceptions.APIException):
         code = _DRF_ERRORS.get(type(exc), str(exc.default_code).upper())
         return Response(error_body(code, first_error(exc.detail)), status=exc.status_code)
-    if isinstance(exc, DATABASE_ERRORS):
+    if is_unavailable(exc):
         return database_unavailable(context["request"].path, exc)
     view = context.get("view")
     logger.exception("Unhandled error in %s", type(view).__name__ if view else "API view")

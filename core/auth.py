@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 
 from core.api import database_unavailable, error_for_path
-from core.db import DATABASE_ERRORS
+from core.db import DATABASE_ERRORS, is_unavailable
 from core.middleware import HybridMiddleware
 
 PROTECTED_PREFIXES = ("/api/", "/v1/", "/ws/")
@@ -53,6 +53,8 @@ class ApiKeyMiddleware(HybridMiddleware):
             try:  # the session's user is read from the database here
                 staff = bool(user and user.is_authenticated and user.is_staff)
             except DATABASE_ERRORS as exc:
+                if not is_unavailable(exc):
+                    raise
                 return database_unavailable(request.path, exc)
             refused = self._staff_or_refusal(request, staff)
             if refused:
@@ -64,6 +66,8 @@ class ApiKeyMiddleware(HybridMiddleware):
             try:
                 staff = await _is_staff_session(request)
             except DATABASE_ERRORS as exc:
+                if not is_unavailable(exc):
+                    raise
                 return database_unavailable(request.path, exc)
             refused = self._staff_or_refusal(request, staff)
             if refused:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from typing import Awaitable, Callable, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -10,6 +11,14 @@ from django.db import InterfaceError, OperationalError, connections
 
 # A database that is down, restarting or locked: the same request may succeed a moment later.
 DATABASE_ERRORS = (OperationalError, InterfaceError)
+# …but SQLite reports a schema that does not match the code as an OperationalError too: that is a defect to
+# log with its traceback, not a database to wait for.
+_SCHEMA_MISMATCH = re.compile(r"no such (table|column|index)|has no column|syntax error", re.IGNORECASE)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether a database error means the database is unavailable (down, restarting, locked) for the moment."""
+    return isinstance(exc, DATABASE_ERRORS) and not _SCHEMA_MISMATCH.search(str(exc))
 
 Result = TypeVar("Result")
 

@@ -15,7 +15,7 @@ from core.api import (
     error_for_path,
     is_api_path,
 )
-from core.db import DATABASE_ERRORS
+from core.db import is_unavailable
 
 
 class HybridMiddleware:
@@ -75,7 +75,7 @@ class DatabaseOutageMiddleware(HybridMiddleware):
         return await self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not isinstance(exception, DATABASE_ERRORS):
+        if not is_unavailable(exception):
             return None
         if is_api_path(request.path):
             return database_unavailable(request.path, exception)
