@@ -39,6 +39,8 @@ def gpu_stats() -> list[dict[str, Any]]:
                     "memory_total_gb": _gb(memory.total),
                     "memory_used_gb": _gb(memory.used),
                     "memory_free_gb": _gb(memory.free),
+                    "memory_total_bytes": int(memory.total),
+                    "memory_free_bytes": int(memory.free),
                     "utilization_percent": float(utilization.gpu),
                     "temperature_c": float(pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)),
                 }

@@ -44,6 +44,7 @@ class Deployment(models.Model):
                                                help_text="Seconds without a request after which it stops; empty: never")
     last_request_at = models.DateTimeField(null=True, blank=True, help_text="The proxy's last request to it")
     stop_reason = models.CharField(max_length=16, blank=True, help_text="requested or idle, once stopped")
+    gpu_ids = models.JSONField(default=list, blank=True, help_text="The GPUs it was placed on (CUDA_VISIBLE_DEVICES)")
     task = models.CharField(max_length=16, choices=DeploymentTask.choices, default=DeploymentTask.GENERATE)
     model_file = models.CharField(max_length=1024, blank=True,
                                   help_text="The model file deployed, of several in the repository (GGUF)")

@@ -27,7 +27,6 @@ from django.utils import timezone
 
 from catalog.sources import ModelFiles
 from core.api import ApiError
-from core.host import gpu_stats
 from core.logs import log_context
 from deployments.engines import ENGINES, Launch, LaunchRequest
 from deployments.models import Deployment, DeploymentStatus, RestartPolicy
@@ -143,10 +142,13 @@ def _launch(deployment: Deployment, model: ModelFiles) -> Launch:
                             max_model_len=deployment.max_model_len,
                             gpu_memory_utilization=deployment.gpu_memory_utilization,
                             tensor_parallel_size=int(deployment.options.get("tensor_parallel_size", 1)),
-                            gpu=bool(gpu_stats()), task=deployment.task)
+                            gpu=bool(deployment.gpu_ids), task=deployment.task)
     launch = engine.launch(model, request)
-    # The operator's flags come last (the engines' parsers let the last one win) and the environment on top.
-    return Launch(argv=[*launch.argv, *deployment.engine_args], env={**launch.env, **deployment.env},
+    # The operator's flags come last (the engines' parsers let the last one win) and the environment on top; the
+    # engine sees exactly the GPUs it was placed on.
+    placed = {"CUDA_VISIBLE_DEVICES": ",".join(str(index) for index in deployment.gpu_ids)} if deployment.gpu_ids \
+        else {}
+    return Launch(argv=[*launch.argv, *deployment.engine_args], env={**launch.env, **deployment.env, **placed},
                   probe_path=launch.probe_path, model_name=launch.model_name)
 
 

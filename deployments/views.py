@@ -43,6 +43,13 @@ class DeploymentStartRequest(serializers.Serializer):
     env = serializers.DictField(child=TextField(max_length=65536, allow_blank=True), required=False,
                                 default=dict, help_text="Extra environment variables of the engine (string values)")
     force = JsonBooleanField(required=False, default=False)
+    gpu_ids = serializers.ListField(child=JsonIntegerField(min_value=0, max_value=1023), required=False,
+                                    allow_null=True, min_length=1, max_length=64,
+                                    help_text="The GPUs to start on (their NVML indexes); default: chosen by free "
+                                              "memory")
+    gpu_count = JsonIntegerField(required=False, allow_null=True, min_value=0, max_value=64,
+                                 help_text="How many GPUs, chosen by free memory (default: tensor_parallel_size for "
+                                           "vLLM, one for llama.cpp where there is a GPU, none for a CPU engine)")
     idle_timeout = JsonIntegerField(required=False, allow_null=True, min_value=10, max_value=2**31 - 1,
                                     help_text="Seconds without a request after which the deployment stops (reason "
                                               "idle); the next call loads it again. Default: LLM_MANAGER_IDLE_TIMEOUT")

@@ -10,9 +10,22 @@ from django.db.models.functions import Coalesce
 from catalog import selectors as catalog_selectors
 from catalog.models import CatalogModel
 from core.host import health, load, resources
-from deployments.models import Deployment
+from deployments.models import Deployment, DeploymentStatus
 from downloads.models import DownloadTask
 from inference.models import DeploymentUsage
+
+
+def resources_with_holders() -> dict[str, Any]:
+    """The machine's figures, each GPU with the deployments placed on it (those not stopped)."""
+    figures = resources()
+    holders: dict[int, list[str]] = {}
+    for deployment_id, name, gpu_ids in Deployment.objects.exclude(
+            status__in=[DeploymentStatus.STOPPED, DeploymentStatus.ERROR]).values_list("id", "name", "gpu_ids"):
+        for index in gpu_ids or []:
+            holders.setdefault(index, []).append(name or deployment_id)
+    for gpu in figures["gpus"]:
+        gpu["deployments"] = holders.get(gpu["index"], [])
+    return figures
 
 
 def dashboard_figures() -> dict[str, Any]:
@@ -22,7 +35,7 @@ def dashboard_figures() -> dict[str, Any]:
 
     return {
         "health": health(),
-        "resources": resources(),
+        "resources": resources_with_holders(),
         "load": load(),
         "catalog": counts(CatalogModel.objects.all(), "source"),
         "downloads": counts(DownloadTask.objects.all(), "status"),

@@ -45,7 +45,7 @@ class ApiHealthView(APIView):
 class ResourcesView(APIView):
     @extend_schema(summary="CPU, memory, data-dir disk and NVIDIA GPU figures")
     def get(self, request):
-        return success(host.resources())
+        return success(selectors.resources_with_holders())
 
 
 class LoadView(APIView):

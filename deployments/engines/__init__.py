@@ -49,6 +49,9 @@ class Engine:
     options: tuple[tuple[str, str], ...] = ()
     needs_gpu: bool = False
     tasks: tuple[str, ...] = ("generate",)  # what a deployment on it may be started for
+    # GPUs a deployment takes by default: "none", "one" (one when the machine has any: llama.cpp offloads to it),
+    # or "tensor_parallel" (tensor_parallel_size of them, each reserved up to gpu_memory_utilization: vLLM).
+    gpu_use: str = "none"
     # Usage in a stream: "always" (on its last chunk), "on_request" (a last chunk with `stream_options.include_usage`)
     # or "never"; then the proxy counts the streamed text chunks, and the prompt with `token_count_path`
     # ({"input": text} → {"count": n}) where the engine has one.
@@ -69,6 +72,11 @@ class Engine:
             return metadata.version(self.package)
         except metadata.PackageNotFoundError:
             return None
+
+    def default_gpu_count(self, tensor_parallel_size: int, gpus_here: int) -> int:
+        if self.gpu_use == "tensor_parallel":
+            return tensor_parallel_size
+        return 1 if self.gpu_use == "one" and gpus_here else 0
 
     def owns(self, flag: str) -> bool:
         """Whether `--flag` or `--flag=value` is one the service sets (`-`/`_` spellings alike)."""

@@ -38,6 +38,7 @@ def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
 ENGINE = Engine(
     name="llama.cpp", formats=("gguf",), missing=missing, launch=launch, package="llama-cpp-python",
     owned_flags=("--model", "--model_alias", "--host", "--port", "--api_key"), tasks=("generate", "embed"),
+    gpu_use="one",
     # llama-cpp-python ignores stream_options: its streams carry no usage.
     stream_usage="never", token_count_path="/extras/tokenize/count",
     options=(("--n_gpu_layers N", "layers to offload to the GPU (-1: all)"),

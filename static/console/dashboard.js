@@ -35,7 +35,8 @@
       put("disk", `${disk.used_gb} / ${disk.total_gb} GB (${disk.usage_percent}%), ${disk.free_gb} GB free`);
       bar("disk", disk.usage_percent);
       put("gpus", gpus.length
-        ? gpus.map((g) => `${g.name}: ${g.utilization_percent}% busy, ${g.memory_used_gb} / ${g.memory_total_gb} GB`).join("; ")
+        ? gpus.map((g) => `${g.index} ${g.name}: ${g.utilization_percent}% busy, ${g.memory_used_gb} / ` +
+            `${g.memory_total_gb} GB` + (g.deployments.length ? ` (${g.deployments.join(", ")})` : "")).join("; ")
         : "none detected");
       counts("catalog", figures.catalog);
       counts("downloads", figures.downloads);
