@@ -62,8 +62,10 @@ def _start_body(post) -> dict:
         engine_args = [post.get("engine_args", "")]  # unbalanced quotes: refused as not a flag
     env = dict(line.split("=", 1) if "=" in line else (line, "") for line in post.get("env", "").splitlines()
                if line.strip())
+    gpus = [_number(index.strip()) for index in post.get("gpu_ids", "").split(",") if index.strip()]
     return {**body, "model_id": model_id, "model_source": source, "force": post.get("force") == "on",
-            "engine_args": engine_args, "env": {name.strip(): value for name, value in env.items()}}
+            "engine_args": engine_args, "env": {name.strip(): value for name, value in env.items()},
+            **({"gpu_ids": gpus} if gpus else {})}
 
 
 @admin.register(Deployment)

@@ -32,6 +32,9 @@ class Command(BaseCommand):
         parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                             help="an environment variable of the engine (repeatable)")
         parser.add_argument("--force", action="store_true", help="start even if the memory estimate says no")
+        parser.add_argument("--gpus", type=lambda text: [int(index) for index in text.split(",")], dest="gpu_ids",
+                            metavar="0,1", help="the GPUs to start on (default: chosen by free memory)")
+        parser.add_argument("--gpu-count", type=int, help="how many GPUs, chosen by free memory")
         parser.add_argument("--idle-timeout", type=int, help="stop after this many seconds without a request "
                             "(at least 10; the next call loads it again)")
         parser.add_argument("--task", choices=[task.value for task in DeploymentTask], default=DeploymentTask.GENERATE,
@@ -42,7 +45,7 @@ class Command(BaseCommand):
                             "deploy (its path in the repository; any shard of a split model)")
 
     def handle(self, *args, model_id, source, engine, port, max_model_len, force, engine_args, env, quantization,
-               file, task, idle_timeout, **options):
+               file, task, idle_timeout, gpu_ids, gpu_count, **options):
         if idle_timeout is not None and idle_timeout < 10:
             raise CommandError("--idle-timeout is at least 10 seconds")
         if any("=" not in item for item in env):
@@ -51,7 +54,7 @@ class Command(BaseCommand):
             deployment = services.start_deployment(model_id=model_id, model_source=source, port=port,
                                                    max_model_len=max_model_len, engine=engine, force=force,
                                                    engine_args=engine_args, file=file, quantization=quantization, task=task,
-                                                   idle_timeout=idle_timeout,
+                                                   idle_timeout=idle_timeout, gpu_ids=gpu_ids, gpu_count=gpu_count,
                                                    env=dict(item.split("=", 1) for item in env))
         except ApiError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from None

@@ -21,7 +21,7 @@ class Command(BaseCommand):
                           f"{'GPUS':6} UPTIME")
         for deployment in shown:
             uptime = supervisor.uptime(deployment)
-            gpus = deployment.env.get("CUDA_VISIBLE_DEVICES", "-")
+            gpus = ",".join(str(index) for index in deployment.gpu_ids) or "-"
             self.stdout.write(f"{deployment.id:22} {deployment.name[:20]:20} {deployment.model_id[:40]:40} "
                               f"{deployment.engine:12} {deployment.status:9} {deployment.port or '-':>5} {gpus:6} "
                               f"{_duration(uptime)}")
