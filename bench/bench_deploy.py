@@ -14,43 +14,17 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
-from engine_setup import TINY_REPO, start, wait
+from engine_setup import TINY_REPO, engine_by_hand, start, wait
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def engine_by_hand(gguf: Path) -> float:
-    port = free_port()
-    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "tiny",
-            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "256", "--n_gpu_layers", "0"]
-    started = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def ready():
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait(ready)
+def engine_alone(gguf: Path) -> float:
+    with engine_by_hand(gguf, 256) as (_, started):
         return time.perf_counter() - started
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def main() -> None:
@@ -63,7 +37,7 @@ def main() -> None:
         try:
             with service.client() as client:
                 for _ in range(args.rounds):
-                    by_hand.append(engine_by_hand(gguf))
+                    by_hand.append(engine_alone(gguf))
                     started = time.perf_counter()
                     deployment = client.post("/api/deployments/start", json={
                         "model_id": TINY_REPO, "model_source": "huggingface", "max_model_len": 256,

@@ -13,27 +13,16 @@ The figure is what load on demand adds to the engine's own start. Target: ≤ 0.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-from engine_setup import TINY_REPO, start, wait
+from engine_setup import TINY_REPO, engine_by_hand, start
 
 CONTEXT = 2048  # what the service gives llama.cpp when the deployment does not say
 CHAT = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "stream": True}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def first_chunk(client: httpx.Client, url: str, body: dict) -> None:
@@ -45,27 +34,10 @@ def first_chunk(client: httpx.Client, url: str, body: dict) -> None:
     raise AssertionError("no chunk")
 
 
-def engine_by_hand(gguf: Path) -> float:
-    port = free_port()
-    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "tiny",
-            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(CONTEXT), "--n_gpu_layers", "0"]
-    started = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def ready():
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait(ready)
-        with httpx.Client(timeout=60) as client:
-            first_chunk(client, f"http://127.0.0.1:{port}/v1/chat/completions", {**CHAT, "model": "tiny"})
+def engine_alone(gguf: Path) -> float:
+    with engine_by_hand(gguf, CONTEXT) as (port, started), httpx.Client(timeout=60) as client:
+        first_chunk(client, f"http://127.0.0.1:{port}/v1/chat/completions", {**CHAT, "model": "tiny"})
         return time.perf_counter() - started
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def main() -> None:
@@ -78,7 +50,7 @@ def main() -> None:
         try:
             with service.client(timeout=120) as client:
                 for _ in range(args.rounds):
-                    by_hand.append(engine_by_hand(gguf))
+                    by_hand.append(engine_alone(gguf))
                     started = time.perf_counter()
                     first_chunk(client, "/v1/chat/completions", {**CHAT, "model": TINY_REPO})
                     cold.append(time.perf_counter() - started)
