@@ -36,6 +36,8 @@ def is_valid_key(candidate: str) -> bool:
 
 
 def needs_key(path: str) -> bool:
+    if path == "/metrics":
+        return bool(settings.API_KEY) and not settings.METRICS_PUBLIC
     return bool(settings.API_KEY) and path.startswith(PROTECTED_PREFIXES) and path not in OPEN_PATHS
 
 

@@ -20,6 +20,7 @@ from typing import Iterator
 
 from django.http import HttpRequest, HttpResponse
 
+from core.metrics import HTTP_DURATION, HTTP_REQUESTS
 from core.middleware import HybridMiddleware
 
 _context: contextvars.ContextVar[dict] = contextvars.ContextVar("llm_manager_log_context", default={})
@@ -111,7 +112,11 @@ class RequestIdMiddleware(HybridMiddleware):
         response["X-Request-ID"] = request.request_id
         match = getattr(request, "resolver_match", None)
         route = match.route if match is not None else ""
-        duration = round((time.perf_counter() - started) * 1000, 2)
+        elapsed = time.perf_counter() - started
+        duration = round(elapsed * 1000, 2)
+        label = route or "unmatched"
+        HTTP_REQUESTS.labels(label, request.method, str(response.status_code)).inc()
+        HTTP_DURATION.labels(label, request.method).observe(elapsed)
         access_log.info("%s %s %s %.2fms", request.method, request.path, response.status_code, duration,
                         extra={"request_id": request.request_id, "route": route, "method": request.method,
                                "status": response.status_code, "duration_ms": duration})

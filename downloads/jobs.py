@@ -13,6 +13,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
+from prometheus_client import Counter
 
 from catalog import services as catalog
 from catalog.sources import InvalidModelId, RemoteModelGated, RemoteModelNotFound, SourceError
@@ -38,6 +39,9 @@ from downloads.transfer import (
 )
 
 logger = logging.getLogger(__name__)
+
+DOWNLOADED_BYTES = Counter("llm_manager_download_bytes", "Bytes downloaded (received from a source), by source",
+                           ["source"])
 
 PROGRESS_SECONDS = 0.5  # at most two progress writes a second
 
@@ -78,6 +82,8 @@ class _Progress:
             close_old_connections()
 
     def _write(self, now: float, current: DownloadFile | None, transfer: FileTransfer | None) -> None:
+        if transfer is not None:
+            DOWNLOADED_BYTES.labels(self.task.source).inc(transfer.take_received())
         if current is not None and transfer is not None:
             current.parts = [list(part) for part in transfer.parts]
             current.downloaded_bytes = sum(part[2] for part in transfer.parts)

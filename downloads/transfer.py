@@ -128,6 +128,7 @@ class FileTransfer:
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
         self._unsaved = 0
+        self._received = 0  # bytes written since take_received() was last called
         self._connections: set[http.client.HTTPConnection] = set()  # of all workers, to cut on a stop
 
     def run(self, tick: Callable[[], None], tick_seconds: float = 0.5) -> str:
@@ -291,8 +292,15 @@ class FileTransfer:
                                  f"{self.partial.parent}: no space left on the device ({exc.strerror}); the bytes "
                                  f"already written are kept: free some space, then resume") from exc
 
+    def take_received(self) -> int:
+        """The bytes received since the last call (for the metrics)."""
+        with self._lock:
+            received, self._received = self._received, 0
+        return received
+
     def _count(self, fd: int, written: int) -> None:
         with self._lock:
+            self._received += written
             self._unsaved += written
             due = self._unsaved >= CHECKPOINT_EVERY_BYTES
             if due:

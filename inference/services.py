@@ -16,10 +16,12 @@ from django.conf import settings
 from django.core.validators import ProhibitNullCharactersValidator
 from django.db.models import F
 from django.utils import timezone
+from prometheus_client import Counter, Histogram
 from rest_framework import serializers
 
 from core.api import ApiError, JsonBooleanField, JsonFloatField, JsonIntegerField, TextField
 from core.db import in_thread_pool
+from core.metrics import LATENCY_BUCKETS
 from deployments.engines import ENGINES
 from deployments.models import Deployment, DeploymentStatus, DeploymentTask
 from inference import loading
@@ -27,6 +29,15 @@ from inference.engine_http import EnginePool, EngineRefused, EngineResponse, Eng
 from inference.models import DeploymentUsage
 
 ROLES = ("system", "user", "assistant", "tool", "developer")
+
+INFERENCE_REQUESTS = Counter("llm_manager_inference_requests", "Requests to engines, by deployment and model",
+                             ["deployment", "model"])
+INFERENCE_ERRORS = Counter("llm_manager_inference_errors", "Requests to engines that failed, by deployment and model",
+                           ["deployment", "model"])
+INFERENCE_TOKENS = Counter("llm_manager_inference_tokens", "Tokens in (prompt) and out (completion), by deployment "
+                           "and model", ["deployment", "model", "direction"])
+FIRST_TOKEN = Histogram("llm_manager_inference_first_token_seconds", "Time from the request to the engine's first "
+                        "chunk (streams) or its whole answer", ["deployment", "model"], buckets=LATENCY_BUCKETS)
 _pools: dict[tuple[str, int], EnginePool] = {}
 JSON_HEADERS = [(b"Content-Type", b"application/json"), (b"Accept", b"application/json, text/event-stream")]
 
@@ -190,12 +201,15 @@ def check_embeddings_supported(deployment: Deployment) -> None:
 async def forward(deployment: Deployment, path: str, payload: dict) -> dict:
     """A non-streaming request; the answer names our model id, whatever the engine called it."""
     body = {**payload, "model": engine_model(deployment)}
+    started = time.perf_counter()
     try:
         response = await _post(deployment, path, body)
         try:
             content = await response.read()
         finally:
             response.close()
+        FIRST_TOKEN.labels(deployment.name or deployment.id, deployment.model_id).observe(
+            time.perf_counter() - started)
     except EngineUnavailable as exc:
         if isinstance(exc, EngineRefused):
             # Maybe stopped since the route was cached: the current status decides what to say.
@@ -293,7 +307,7 @@ async def stream(deployment: Deployment, path: str, payload: dict) -> AsyncItera
         body["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
     reader = StreamUsage(count_chunks=stream_usage == "never", drop_usage_chunk=stream_usage == "on_request"
                          and not asked)
-    failed = False
+    failed, started, first = False, time.perf_counter(), True
     try:
         response = await _post(deployment, path, body)
         try:
@@ -305,6 +319,10 @@ async def stream(deployment: Deployment, path: str, payload: dict) -> AsyncItera
                 return
             async for chunk in response.chunks():
                 if events := reader.feed(chunk):
+                    if first:
+                        first = False
+                        FIRST_TOKEN.labels(deployment.name or deployment.id, deployment.model_id).observe(
+                            time.perf_counter() - started)
                     yield events
             if rest := reader.rest():
                 yield rest
@@ -367,6 +385,12 @@ def touch(deployment: Deployment) -> None:
 async def count(deployment: Deployment, error: bool = False, prompt: int = 0, completion: int = 0) -> None:
     """Add a request to the deployment's usage; written to the database within USAGE_FLUSH_SECONDS."""
     touch(deployment)
+    labels = (deployment.name or deployment.id, deployment.model_id)
+    INFERENCE_REQUESTS.labels(*labels).inc()
+    if error:
+        INFERENCE_ERRORS.labels(*labels).inc()
+    INFERENCE_TOKENS.labels(*labels, "prompt").inc(prompt or 0)
+    INFERENCE_TOKENS.labels(*labels, "completion").inc(completion or 0)
     totals = _usage[deployment.id]
     totals[0] += 1
     totals[1] += int(error)

@@ -8,6 +8,7 @@ naming the variable.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -86,7 +87,11 @@ HOST = _env("LLM_MANAGER_HOST", "127.0.0.1")
 PORT = _env_int("LLM_MANAGER_PORT", 5000, minimum=1, maximum=65535)
 MODELS_DIR = DATA_DIR / "models"
 LOGS_DIR = DATA_DIR / "logs"
-for _directory in (DATA_DIR, MODELS_DIR, LOGS_DIR):
+# prometheus-client's multiprocess mode reads this before it is first imported (core.metrics): each process of
+# this service writes its counts there, and /metrics adds them up. Always this data dir's, never inherited.
+METRICS_DIR = DATA_DIR / "metrics"
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
+for _directory in (DATA_DIR, MODELS_DIR, LOGS_DIR, METRICS_DIR):
     writable_dir("LLM_MANAGER_DATA_DIR", _directory)
 
 API_KEY = _env("LLM_MANAGER_API_KEY")
@@ -318,6 +323,8 @@ ENGINE_READY_TIMEOUT = _env_float("LLM_MANAGER_ENGINE_READY_TIMEOUT", 600.0)
 ENGINE_STOP_GRACE = _env_float("LLM_MANAGER_ENGINE_STOP_GRACE", 10.0)
 # A running engine that fails this many readiness probes in a row (one a second, 2 s each at most) is restarted.
 ENGINE_PROBE_FAILURES = _env_int("LLM_MANAGER_ENGINE_PROBE_FAILURES", 3, minimum=1)
+# /metrics without a key (for a Prometheus on a trusted network); else it needs one, as the API does.
+METRICS_PUBLIC = _env_bool("LLM_MANAGER_METRICS_PUBLIC")
 # A call for a model that is downloaded but not running starts it (or its stopped deployment) and then answers.
 LOAD_ON_DEMAND = _env_bool("LLM_MANAGER_LOAD_ON_DEMAND", True)
 # A deployment with no request for this many seconds stops (reason `idle`); unset: never. Per deployment too.

@@ -21,6 +21,8 @@ urlpatterns = [
     path("api/downloads/", include("downloads.urls")),
     path("api/deployments/", include("deployments.urls")),
     path("api/engines", deployment_views.EnginesView.as_view(), name="engines"),
+    path("api/metrics/targets", system_views.MetricsTargetsView.as_view(), name="metrics-targets"),
+    path("metrics", system_views.MetricsView.as_view(), name="metrics"),
     path("", include("inference.urls")),
     path("admin/", admin.site.urls),
     # Anything else under /api/ answers in the envelope, whatever DEBUG says.

@@ -4,6 +4,8 @@ envelope."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -11,7 +13,9 @@ from rest_framework.views import APIView
 
 from core import __version__, host
 from core.api import success, utc_timestamp
+from core.metrics import exposition
 from system import selectors
+from system.metrics import ServiceCollector, engine_targets
 
 
 class ServiceHealthView(APIView):
@@ -68,3 +72,25 @@ class StatsView(APIView):
             if outcome:
                 outcome["finished_at"] = utc_timestamp(outcome["finished_at"])
         return success(data)
+
+
+class MetricsView(APIView):
+    """Prometheus's text format, outside the envelope (Prometheus reads it). Needs a key unless
+    LLM_MANAGER_METRICS_PUBLIC=true."""
+
+    @extend_schema(summary="Prometheus metrics: HTTP, inference, downloads, deployments, GPUs, the catalog",
+                   responses={(200, "text/plain"): OpenApiTypes.STR})
+    def get(self, request):
+        content, content_type = exposition([ServiceCollector()])
+        return HttpResponse(content, content_type=content_type)
+
+
+class MetricsTargetsView(APIView):
+    """Prometheus HTTP service discovery (`http_sd_configs`): a bare JSON list, outside the envelope."""
+
+    @extend_schema(summary="Every running engine's own metrics address, for Prometheus's http_sd_configs",
+                   responses={200: inline_serializer("HttpSdTarget", {
+                       "targets": serializers.ListField(child=serializers.CharField()),
+                       "labels": serializers.DictField(child=serializers.CharField())}, many=True)})
+    def get(self, request):
+        return JsonResponse(engine_targets(), safe=False)

@@ -57,6 +57,7 @@ class Engine:
     # ({"input": text} → {"count": n}) where the engine has one.
     stream_usage: str = "never"
     token_count_path: str = ""
+    metrics_path: str = ""  # where the engine serves Prometheus metrics of its own, if it does
 
     @property
     def usage_counting(self) -> str:

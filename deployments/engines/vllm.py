@@ -47,6 +47,7 @@ def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
 ENGINE = Engine(
     name="vllm", formats=("safetensors",), missing=missing, launch=launch, package="vllm", needs_gpu=True,
     tasks=("generate", "embed"), stream_usage="on_request", gpu_use="tensor_parallel",
+    metrics_path="/metrics",
     owned_flags=("--host", "--port", "--served-model-name", "--api-key"),
     options=(("--max-num-seqs N", "sequences batched at once"), ("--quantization NAME", "e.g. awq, gptq, fp8"),
              ("--enforce-eager", "no CUDA graphs (less memory, slower)"), ("--kv-cache-dtype NAME", "e.g. fp8"),

@@ -37,6 +37,10 @@ class Command(BaseCommand):
         refresh_query_planner_statistics()
         # No worker of ours runs yet: every "downloading" task was interrupted.
         recover_interrupted_downloads(everything=True)
+        # The processes of an earlier run left their metric files: their counts start again from zero, as
+        # prometheus-client's multiprocess mode asks (Prometheus takes a counter's reset in its stride).
+        for stale in settings.METRICS_DIR.glob("*.db"):
+            stale.unlink(missing_ok=True)
         manage_py = str(Path(settings.BASE_DIR) / "manage.py")
         # daphne's own access lines (plain text, on stdout) would repeat ours, which carry the request id.
         web_argv = [sys.executable, "-m", "daphne", "-v", "0", "-b", host, "-p", str(port),
