@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 
 def utc_timestamp(moment: datetime | None = None) -> str:
     """ISO 8601 in UTC with a ``Z``, as the contract writes timestamps."""
-    moment = (moment or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = (moment or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0, tzinfo=None)
+    return moment.isoformat() + "Z"  # (strftime's %Y writes year 1 as "1")
 
 
 class ApiError(Exception):

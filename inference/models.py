@@ -16,3 +16,24 @@ class DeploymentUsage(models.Model):
 
     def __str__(self) -> str:
         return f"usage of {self.deployment_id}"
+
+
+class UsageBucket(models.Model):
+    """Requests and tokens of one deployment in one hour (UTC), added to by the proxy's usage flush. Kept after
+    the deployment is deleted: the history of what was served."""
+
+    hour = models.DateTimeField(help_text="The hour's start, UTC")
+    deployment_id = models.CharField(max_length=32)
+    deployment_name = models.CharField(max_length=255, blank=True)
+    model = models.CharField(max_length=255)
+    requests = models.PositiveBigIntegerField(default=0)
+    errors = models.PositiveBigIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hour", "deployment_id"], name="one_bucket_per_hour")]
+        indexes = [models.Index(fields=["hour"])]
+
+    def __str__(self) -> str:
+        return f"{self.deployment_name or self.deployment_id} at {self.hour:%Y-%m-%d %H}:00"

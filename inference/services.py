@@ -26,7 +26,7 @@ from deployments.engines import ENGINES
 from deployments.models import Deployment, DeploymentStatus, DeploymentTask
 from inference import loading
 from inference.engine_http import EnginePool, EngineRefused, EngineResponse, EngineUnavailable
-from inference.models import DeploymentUsage
+from inference.models import DeploymentUsage, UsageBucket
 
 ROLES = ("system", "user", "assistant", "tool", "developer")
 
@@ -125,6 +125,7 @@ ROUTE_TTL = 1.0
 USAGE_FLUSH_SECONDS = 1.0
 _routes: dict[tuple[str, str], tuple[float, Deployment | None]] = {}
 _usage: dict[str, list[int]] = {}
+_names: dict[str, tuple[str, str]] = {}  # deployment id → (its name, its model), for the usage buckets
 _flusher: asyncio.Task | None = None
 
 
@@ -378,6 +379,7 @@ def touch(deployment: Deployment) -> None:
     within USAGE_FLUSH_SECONDS."""
     global _flusher
     _usage.setdefault(deployment.id, [0, 0, 0, 0])
+    _names[deployment.id] = (deployment.name or deployment.id, deployment.model_id)
     if _flusher is None or _flusher.done():
         _flusher = asyncio.get_running_loop().create_task(_flush_usage())
 
@@ -408,7 +410,15 @@ async def _flush_usage() -> None:
 
 def _write_usage(pending: dict[str, list[int]]) -> None:
     now = timezone.now()
+    hour = now.replace(minute=0, second=0, microsecond=0)
     for deployment_id, (requests, errors, prompt, completion) in pending.items():
+        if requests:
+            name, model = _names.get(deployment_id, (deployment_id, ""))
+            UsageBucket.objects.get_or_create(hour=hour, deployment_id=deployment_id,
+                                              defaults={"deployment_name": name, "model": model})
+            UsageBucket.objects.filter(hour=hour, deployment_id=deployment_id).update(
+                requests=F("requests") + requests, errors=F("errors") + errors,
+                prompt_tokens=F("prompt_tokens") + prompt, completion_tokens=F("completion_tokens") + completion)
         if not Deployment.objects.filter(id=deployment_id).update(last_request_at=now):
             continue  # deleted meanwhile
         DeploymentUsage.objects.get_or_create(deployment_id=deployment_id)

@@ -7,18 +7,23 @@ Async views: under daphne a request waiting on an engine holds up nothing else.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
+from rest_framework.views import APIView
 
 from catalog import selectors as catalog
-from core.api import ApiError, error_json, first_error, utc_timestamp
+from core.api import ApiError, error_json, first_error, success, utc_timestamp, validate_query
 from core.db import in_thread_pool
 from deployments import selectors
 from deployments.models import DeploymentTask
 from inference import services
+from inference.selectors import GRANULARITIES, GROUPS, usage_series
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -156,3 +161,42 @@ async def openai_embeddings(request: HttpRequest) -> HttpResponse:
     return await _openai_proxy(request, "embedding")
 
 
+
+
+# --- Usage over time ---------------------------------------------------------------------------------------------
+
+
+class UsageQuery(serializers.Serializer):
+    from_ = serializers.DateTimeField(required=False, help_text="ISO 8601; default: 24 hours before `to`")
+    to = serializers.DateTimeField(required=False, help_text="ISO 8601, exclusive; default: now")
+    group_by = serializers.ChoiceField(choices=sorted(GROUPS), required=False, default="deployment")
+    granularity = serializers.ChoiceField(choices=sorted(GRANULARITIES), required=False, default="hour")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")  # `from` is the parameter's name, and a Python keyword
+        return fields
+
+    def validate(self, attrs: dict) -> dict:
+        end = attrs.get("to") or timezone.now()
+        try:
+            start = attrs.get("from") or end - timedelta(hours=24)
+        except OverflowError:  # `to` in the first day of year 1
+            raise serializers.ValidationError({"to": ["too early"]}) from None
+        if not start < end:
+            raise serializers.ValidationError({"from": ["must be before `to`"]})
+        if end - start > MAX_USAGE_SPAN:
+            raise serializers.ValidationError({"from": [f"at most {MAX_USAGE_SPAN.days} days before `to`"]})
+        return {**attrs, "from": start, "to": end}
+
+
+MAX_USAGE_SPAN = timedelta(days=400)
+
+
+class UsageView(APIView):
+    @extend_schema(summary="Requests, errors and tokens over time, per deployment or model, by hour or day",
+                   parameters=[UsageQuery])
+    def get(self, request):
+        query = validate_query(UsageQuery, request)
+        return success(usage_series(start=query["from"], end=query["to"], group_by=query["group_by"],
+                                    granularity=query["granularity"]))

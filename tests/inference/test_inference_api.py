@@ -140,6 +140,31 @@ def test_usage_is_read_from_a_stream_split_anywhere(inf_service):
         assert b'"usage"' not in out and out.endswith(b"data: [DONE]\n\n") and out.count(b"data: ") == 3
 
 
+def test_usage_over_time_adds_up_to_the_engines_counts(api, inf_service):
+    def totals(group_by: str) -> dict:
+        usage = assert_success(api.get("/api/usage", params={"group_by": group_by, "granularity": "hour"}))
+        return {series["key"]: {figure: sum(point[figure] for point in series["points"])
+                                for figure in ("requests", "prompt_tokens", "completion_tokens")}
+                for series in usage["series"]}
+
+    tiny = inf_service.ids["tiny-a"]
+    before = totals("deployment").get("tiny-a", {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0})
+    answers = [assert_success(api.post(f"/api/chat/{tiny}", json={**HELLO, "max_tokens": 3})) for _ in range(3)]
+    expected = {"requests": before["requests"] + 3,
+                "prompt_tokens": before["prompt_tokens"] + sum(a["usage"]["prompt_tokens"] for a in answers),
+                "completion_tokens": before["completion_tokens"] + sum(a["usage"]["completion_tokens"]
+                                                                       for a in answers)}
+    assert wait_for(lambda: totals("deployment").get("tiny-a") == expected, 10, what="usage buckets")
+    by_model = totals("model")[TINY_REPO]
+    assert by_model["requests"] >= expected["requests"]  # tiny-b serves the same model
+    day = assert_success(api.get("/api/usage", params={"granularity": "day", "group_by": "model"}))
+    assert day["totals"]["requests"] >= expected["requests"] and day["series"][0]["points"][0]["at"].endswith(
+        "T00:00:00Z")
+    assert_error(api.get("/api/usage", params={"from": "2026-12-05T00:00:00Z", "to": "2026-12-04T00:00:00Z"}),
+                 400, "VALIDATION_ERROR")
+    assert_error(api.get("/api/usage", params={"group_by": "colour"}), 400, "VALIDATION_ERROR")
+
+
 def test_the_official_openai_sdk_works_unchanged(inf_service):
     from openai import OpenAI
 
