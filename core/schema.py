@@ -42,3 +42,27 @@ def close_request_bodies(result, generator, request, public):
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
     return result
+
+
+NO_NUL = "^[^\\u0000]*$"
+
+
+def refuse_nul_in_strings(result, generator, request, public):
+    """DRF's text fields refuse NUL characters (ProhibitNullCharactersValidator): the schema says so, as a pattern
+    on every free-text parameter and body property (runs before the inference paths, whose text may hold NUL)."""
+
+    def mark(schema: dict) -> None:
+        if schema.get("type") == "string" and not ({"enum", "format", "pattern"} & set(schema)):
+            schema["pattern"] = NO_NUL
+
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                mark(parameter.get("schema", {}))
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if not name.endswith("Request"):
+            continue  # answers may quote what they refuse, NUL included
+        for prop in component.get("properties", {}).values():
+            mark(prop)
+            mark(prop.get("items", {}))
+    return result

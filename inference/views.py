@@ -185,12 +185,7 @@ class UsageQuery(serializers.Serializer):
             raise serializers.ValidationError({"to": ["too early"]}) from None
         if not start < end:
             raise serializers.ValidationError({"from": ["must be before `to`"]})
-        if end - start > MAX_USAGE_SPAN:
-            raise serializers.ValidationError({"from": [f"at most {MAX_USAGE_SPAN.days} days before `to`"]})
         return {**attrs, "from": start, "to": end}
-
-
-MAX_USAGE_SPAN = timedelta(days=400)
 
 
 class UsageView(APIView):

@@ -261,6 +261,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.schema.refuse_nul_in_strings",
         "inference.schema.add_inference_paths",
         "system.schema.add_links",
         "core.schema.close_request_bodies",
