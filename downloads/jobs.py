@@ -5,10 +5,14 @@ It runs in a django-q2 worker (or in the `pull` command's thread) while it holds
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import logging
 import time
 from collections import deque
 from pathlib import Path
+from typing import Iterator
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -44,6 +48,7 @@ DOWNLOADED_BYTES = Counter("llm_manager_download_bytes", "Bytes downloaded (rece
                            ["source"])
 
 PROGRESS_SECONDS = 0.5  # at most two progress writes a second
+LOCK_POLL_SECONDS = 0.2
 
 
 def transfer_settings() -> TransferSettings:
@@ -205,8 +210,35 @@ def _verified(path: Path, file: DownloadFile) -> bool:
     return path.stat().st_size == file.size
 
 
+@contextlib.contextmanager
+def _only_fetcher_of(destination: Path, progress: _Progress) -> Iterator[None]:
+    """One job at a time fetches a file: models share blobs (Ollama's template and config layers), and two tasks
+    may want the same one at once. An flock, which the kernel releases if the worker dies; while another job holds
+    it, this one keeps its heartbeat (and notices a pause or cancel)."""
+    lock = settings.DATA_DIR / "locks" / f"{hashlib.sha1(str(destination).encode()).hexdigest()}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                progress.tick(None, None)
+                time.sleep(LOCK_POLL_SECONDS)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _fetch_file(task: DownloadTask, file: DownloadFile, progress: _Progress, auth: str | None) -> None:
     destination = Path(file.destination)
+    with _only_fetcher_of(destination, progress):
+        _fetch_file_alone(task, file, progress, auth, destination)
+
+
+def _fetch_file_alone(task: DownloadTask, file: DownloadFile, progress: _Progress, auth: str | None,
+                      destination: Path) -> None:
     if destination.exists() and _verified(destination, file):
         _mark_done(file)  # a blob already present (another model, an earlier download) is not fetched again
         return
