@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -98,6 +99,32 @@ def test_ollama_download_in_ollama_layout_sharing_blobs(dl, dl_service, need_reg
     second = assert_success(start(dl, "tiny-test:q4", source="ollama"))["task"]
     assert wait_status(dl, second["id"], {"completed", "failed"})["status"] == "completed"
     assert model_blob.stat().st_mtime_ns == before  # the shared blob was not fetched again
+
+
+def test_two_downloads_sharing_a_blob_fetch_it_once(start_service, need_registry):
+    """Ollama models share blobs; two started at once take turns on the shared one (behind a relay capping each
+    connection, so that both want it at the same time): neither fails, and its bytes come once."""
+    from tests.fakes.throttled_proxy import ThrottledRelay
+
+    shared = random.Random(7).randbytes(2 * 1024 * 1024)
+    for name in ("shared-a", "shared-b"):
+        need_registry.push_ollama_model(name, "latest", [("model", shared), ("params", name.encode())],
+                                        {"model_format": "gguf", "model_family": "llama"})
+    relay = ThrottledRelay(need_registry.port, 1024 * 1024).start()
+    try:
+        service = start_service({"LLM_MANAGER_OLLAMA_REGISTRY": relay.url,
+                                 "LLM_MANAGER_DOWNLOAD_DISK_MARGIN_GB": "0.01"})
+        with service.client() as client:
+            tasks = [assert_success(start(client, f"{name}:latest", source="ollama"))["task"]
+                     for name in ("shared-a", "shared-b")]
+            for task in tasks:
+                done = wait_status(client, task["id"], {"completed", "failed"}, timeout=60)
+                assert done["status"] == "completed", done
+        blob = service.data_dir / "models/ollama/blobs" / f"sha256-{hashlib.sha256(shared).hexdigest()}"
+        assert blob.read_bytes() == shared
+        assert relay.delivered < len(shared) * 1.5  # once, with manifests and small blobs, not twice
+    finally:
+        relay.stop()
 
 
 def test_pause_keeps_bytes_and_resume_fetches_only_the_rest(dl, dl_service, throttled):
