@@ -30,6 +30,7 @@ from catalog.sources import (
     StoredModel,
 )
 from core.api import ApiError, Page
+from core.audit import audited
 from core.host import refresh_query_planner_statistics
 
 logger = logging.getLogger(__name__)
@@ -190,6 +191,7 @@ def model_info(*, model_id: str, source: str | None = None) -> tuple[CatalogMode
     return selectors.find(remote.model_id, source), False
 
 
+@audited("favorite.add", target="model_id")
 def add_favorite(*, model_id: str, source: str | None) -> tuple[Favorite, bool]:
     """Favorite a model (looking it up at its source if the catalog lacks it); (favorite, created)."""
     source = resolve_source(model_id, source)
@@ -203,6 +205,7 @@ def add_favorite(*, model_id: str, source: str | None) -> tuple[Favorite, bool]:
     return favorite, created
 
 
+@audited("favorite.remove", target="model_id")
 def remove_favorite(*, model_id: str, source: str | None) -> None:
     favorites = Favorite.objects.filter(model_id=model_id)
     if source:
@@ -232,6 +235,7 @@ def forget_downloaded(*, model_id: str, source: str) -> None:
 # --- Sync jobs -----------------------------------------------------------------------------------
 
 
+@audited("catalog.sync", target="source")
 def create_sync_jobs(*, source: str | None, limit: int, dispatch: bool = True) -> list[SyncJob]:
     """One sync job per source (or for the one named); with `dispatch`, the workers run them."""
     from django_q.tasks import async_task

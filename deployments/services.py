@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from catalog.sources import ModelFiles
 from core.api import ApiError
+from core.audit import audited
 from core.host import gpu_stats
 from deployments import supervisor
 from deployments.engines import ENGINES, Engine, choose
@@ -91,6 +92,7 @@ def check_engine_args(engine: Engine, engine_args: list[str]) -> None:
                            f"{engine.name} and cannot be passed", 400)
 
 
+@audited("deployment.start", target="model_id", object_of=lambda result: result.id)
 def start_deployment(*, model_id: str, model_source: str, port: int | None = None,
                      gpu_memory_utilization: float = 0.9, max_model_len: int | None = None, engine: str | None = None,
                      name: str = "", restart_policy: str = RestartPolicy.ON_FAILURE, tensor_parallel_size: int = 1,
@@ -135,6 +137,7 @@ def start_deployment(*, model_id: str, model_source: str, port: int | None = Non
     return deployment
 
 
+@audited("deployment.stop", target="deployment_id")
 def stop_deployment(*, deployment_id: str) -> Deployment:
     deployment = get_deployment(deployment_id)
     if deployment.status not in (DeploymentStatus.STARTING, DeploymentStatus.RUNNING, DeploymentStatus.ERROR):
@@ -149,6 +152,7 @@ def stop_deployment(*, deployment_id: str) -> Deployment:
     return deployment
 
 
+@audited("deployment.restart", target="deployment_id")
 def restart_deployment(*, deployment_id: str) -> Deployment:
     deployment = get_deployment(deployment_id)
     if deployment.status == DeploymentStatus.STOPPING:
@@ -159,6 +163,7 @@ def restart_deployment(*, deployment_id: str) -> Deployment:
     return deployment
 
 
+@audited("deployment.delete", target="deployment_id")
 def delete_deployment(*, deployment_id: str, delete_logs: bool) -> dict:
     deployment = get_deployment(deployment_id)
     supervisor.terminate(deployment)

@@ -15,6 +15,7 @@ from django.utils import timezone
 from catalog import services as catalog
 from catalog.sources import SOURCES, InvalidModelId, LocalCopy
 from core.api import ApiError
+from core.audit import audited
 from downloads.models import DownloadFile, DownloadStatus, DownloadTask
 
 PATH_SOURCE = "local"  # what a bare --path is taken as
@@ -27,6 +28,7 @@ class ImportResult:
     skipped: list[dict] = field(default_factory=list)  # {source, model_id, problem}
 
 
+@audited("models.import", target="path")
 def import_models(*, path: str = "", source: str = "", name: str = "") -> ImportResult:
     """With `path`: the model there (a GGUF or model directory; or, with `source`, that source's store at `path`).
     Without: every source's store at its default place (or the named source's)."""

@@ -17,6 +17,7 @@ from django.db.models import Q, Sum
 from catalog import services as catalog
 from catalog.sources import SOURCES, InvalidModelId, RemoteModelGated, RemoteModelNotFound, SourceError
 from core.api import ApiError
+from core.audit import audited
 from core.paths import InvalidFileName
 from downloads import selectors, storage
 from downloads.models import ACTIVE_DOWNLOAD_STATUSES, DownloadFile, DownloadStatus, DownloadTask
@@ -31,6 +32,7 @@ ACTIONS = {
 }
 
 
+@audited("download.start", target="model_id", object_of=lambda result: result[0].id)
 def start_download(*, model_id: str, source: str, revision: str = "", include: list[str] | None = None,
                    dispatch: bool = True) -> tuple[DownloadTask, bool]:
     """(task, created). An active or completed task for the same model, source and revision is returned as is.
@@ -79,6 +81,7 @@ def _record_failure(task: DownloadTask, code: str, message: str) -> None:
     task.save()
 
 
+@audited(lambda kwargs: f"download.{kwargs['action']}", target="task_id")
 def act(*, task_id: str, action: str) -> DownloadTask:
     """pause | resume | cancel, when the task's status allows it (else INVALID_ACTION)."""
     with transaction.atomic():
@@ -99,6 +102,7 @@ def act(*, task_id: str, action: str) -> DownloadTask:
     return task
 
 
+@audited("download.delete", target="task_id")
 def delete_task(*, task_id: str, delete_files: bool, delete_imported: bool = False) -> dict:
     """Delete a task (cancelling it first if active); with `delete_files`, the files it put in place too, unless a
     deployment uses the model (MODEL_IN_USE) or another download holds them. The files of an imported model were

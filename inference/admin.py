@@ -13,9 +13,9 @@ class DeploymentUsageAdmin(admin.ModelAdmin):
 class UsageBucketAdmin(admin.ModelAdmin):
     """Usage by the hour, read-only: the proxy writes it."""
 
-    list_display = ("hour", "deployment_name", "model", "requests", "errors", "prompt_tokens", "completion_tokens")
-    list_filter = ("model",)
-    search_fields = ("deployment_name", "deployment_id", "model")
+    list_display = ("hour", "deployment_name", "model", "key_name", "requests", "errors", "prompt_tokens", "completion_tokens")
+    list_filter = ("model", "key_name")
+    search_fields = ("deployment_name", "deployment_id", "model", "key_name")
     date_hierarchy = "hour"
 
     def has_add_permission(self, request) -> bool:

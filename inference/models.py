@@ -19,20 +19,23 @@ class DeploymentUsage(models.Model):
 
 
 class UsageBucket(models.Model):
-    """Requests and tokens of one deployment in one hour (UTC), added to by the proxy's usage flush. Kept after
-    the deployment is deleted: the history of what was served."""
+    """Requests and tokens of one deployment for one key in one hour (UTC), added to by the proxy's usage flush.
+    Kept after the deployment is deleted: the history of what was served."""
 
     hour = models.DateTimeField(help_text="The hour's start, UTC")
     deployment_id = models.CharField(max_length=32)
     deployment_name = models.CharField(max_length=255, blank=True)
     model = models.CharField(max_length=255)
+    key_name = models.CharField(max_length=50, blank=True, help_text="The calling key's name; empty: no key "
+                                "(an operator in the console, or an open service)")
     requests = models.PositiveBigIntegerField(default=0)
     errors = models.PositiveBigIntegerField(default=0)
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["hour", "deployment_id"], name="one_bucket_per_hour")]
+        constraints = [models.UniqueConstraint(fields=["hour", "deployment_id", "key_name"],
+                                               name="one_bucket_per_hour_and_key")]
         indexes = [models.Index(fields=["hour"])]
 
     def __str__(self) -> str:

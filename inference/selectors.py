@@ -12,12 +12,13 @@ from core.api import utc_timestamp
 from inference.models import UsageBucket
 
 FIGURES = ("requests", "errors", "prompt_tokens", "completion_tokens")
-GROUPS = {"deployment": "deployment_name", "model": "model"}
+GROUPS = {"deployment": "deployment_name", "model": "model", "key": "key_name"}
 GRANULARITIES = {"hour": TruncHour, "day": TruncDay}
 
 
 def usage_series(*, start: datetime, end: datetime, group_by: str, granularity: str) -> dict[str, Any]:
-    """Requests, errors and tokens in [start, end) per `group_by` (deployment or model), per hour or day."""
+    """Requests, errors and tokens in [start, end) per `group_by` (deployment, model or key: calls without a key
+    under null), per hour or day."""
     rows = (UsageBucket.objects.filter(hour__gte=start, hour__lt=end)
             .annotate(at=GRANULARITIES[granularity]("hour"))
             .values(GROUPS[group_by], "at")
@@ -31,4 +32,4 @@ def usage_series(*, start: datetime, end: datetime, group_by: str, granularity: 
         for figure in FIGURES:
             totals[figure] += row[figure]
     return {"from": utc_timestamp(start), "to": utc_timestamp(end), "group_by": group_by, "granularity": granularity,
-            "series": [{"key": key, "points": points} for key, points in series.items()], "totals": totals}
+            "series": [{"key": key or None, "points": points} for key, points in series.items()], "totals": totals}

@@ -19,8 +19,10 @@ from django.utils import timezone
 from prometheus_client import Counter, Histogram
 from rest_framework import serializers
 
+from core import ratelimit
 from core.api import ApiError, JsonBooleanField, JsonFloatField, JsonIntegerField, TextField
 from core.db import in_thread_pool
+from core.identity import caller
 from core.metrics import LATENCY_BUCKETS
 from deployments.engines import ENGINES
 from deployments.models import Deployment, DeploymentStatus, DeploymentTask
@@ -30,14 +32,16 @@ from inference.models import DeploymentUsage, UsageBucket
 
 ROLES = ("system", "user", "assistant", "tool", "developer")
 
-INFERENCE_REQUESTS = Counter("llm_manager_inference_requests", "Requests to engines, by deployment and model",
-                             ["deployment", "model"])
-INFERENCE_ERRORS = Counter("llm_manager_inference_errors", "Requests to engines that failed, by deployment and model",
-                           ["deployment", "model"])
-INFERENCE_TOKENS = Counter("llm_manager_inference_tokens", "Tokens in (prompt) and out (completion), by deployment "
-                           "and model", ["deployment", "model", "direction"])
+# Labelled by the key's name (never the key); empty for an operator's or an open service's calls.
+LABELS = ["deployment", "model", "key"]
+INFERENCE_REQUESTS = Counter("llm_manager_inference_requests", "Requests to engines, by deployment, model and key",
+                             LABELS)
+INFERENCE_ERRORS = Counter("llm_manager_inference_errors", "Requests to engines that failed, by deployment, model "
+                           "and key", LABELS)
+INFERENCE_TOKENS = Counter("llm_manager_inference_tokens", "Tokens in (prompt) and out (completion), by deployment, "
+                           "model and key", [*LABELS, "direction"])
 FIRST_TOKEN = Histogram("llm_manager_inference_first_token_seconds", "Time from the request to the engine's first "
-                        "chunk (streams) or its whole answer", ["deployment", "model"], buckets=LATENCY_BUCKETS)
+                        "chunk (streams) or its whole answer", LABELS, buckets=LATENCY_BUCKETS)
 _pools: dict[tuple[str, int], EnginePool] = {}
 JSON_HEADERS = [(b"Content-Type", b"application/json"), (b"Accept", b"application/json, text/event-stream")]
 
@@ -124,8 +128,9 @@ def validated(serializer_class: type[serializers.Serializer], body: Any) -> dict
 ROUTE_TTL = 1.0
 USAGE_FLUSH_SECONDS = 1.0
 _routes: dict[tuple[str, str], tuple[float, Deployment | None]] = {}
-_usage: dict[str, list[int]] = {}
+_usage: dict[tuple[str, str], list[int]] = {}  # (deployment id, key name) → requests, errors, tokens in, out
 _names: dict[str, tuple[str, str]] = {}  # deployment id → (its name, its model), for the usage buckets
+_key_tokens: dict[str, int] = {}  # key id → tokens to count against its tokens per minute
 _flusher: asyncio.Task | None = None
 
 
@@ -166,9 +171,10 @@ def _find_running(model: str) -> Deployment | None:
 
 async def deployment_for_model(model: str, task: str) -> Deployment | None:
     """A running deployment named `model`, or with that id, or serving that model id; with
-    LLM_MANAGER_LOAD_ON_DEMAND, else one started for it (a stopped deployment of it, or the downloaded model)."""
+    LLM_MANAGER_LOAD_ON_DEMAND, else one started for it (a stopped deployment of it, or the downloaded model),
+    unless the calling key may not use that name."""
     found = await _cached("model", model, lambda: _find_running(model))
-    if found is None and settings.LOAD_ON_DEMAND:
+    if found is None and settings.LOAD_ON_DEMAND and caller().may_use_model(model):
         found = await loading.loaded(model=model, task=task)
         _routes[("model", model)] = (time.monotonic(), found)
     return found
@@ -185,6 +191,15 @@ async def _post(deployment: Deployment, path: str, body: dict) -> EngineResponse
 
 def engine_model(deployment: Deployment) -> str:
     return deployment.engine_model or deployment.name or deployment.id
+
+
+def check_model_allowed(deployment: Deployment, asked: str = "") -> None:
+    """FORBIDDEN unless the calling key may use the deployment's model (by its model id, name or id, or the name
+    it was asked for by)."""
+    who = caller()
+    if not who.may_use_model(asked, deployment.model_id, deployment.name, deployment.id):
+        raise ApiError("FORBIDDEN", f"The API key {who.name!r} may not use the model {asked or deployment.model_id!r}"
+                       f" (it may use: {', '.join(who.models)})", 403)
 
 
 def check_chat_supported(deployment: Deployment) -> None:
@@ -209,8 +224,7 @@ async def forward(deployment: Deployment, path: str, payload: dict) -> dict:
             content = await response.read()
         finally:
             response.close()
-        FIRST_TOKEN.labels(deployment.name or deployment.id, deployment.model_id).observe(
-            time.perf_counter() - started)
+        FIRST_TOKEN.labels(*metric_labels(deployment)).observe(time.perf_counter() - started)
     except EngineUnavailable as exc:
         if isinstance(exc, EngineRefused):
             # Maybe stopped since the route was cached: the current status decides what to say.
@@ -322,8 +336,7 @@ async def stream(deployment: Deployment, path: str, payload: dict) -> AsyncItera
                 if events := reader.feed(chunk):
                     if first:
                         first = False
-                        FIRST_TOKEN.labels(deployment.name or deployment.id, deployment.model_id).observe(
-                            time.perf_counter() - started)
+                        FIRST_TOKEN.labels(*metric_labels(deployment)).observe(time.perf_counter() - started)
                     yield events
             if rest := reader.rest():
                 yield rest
@@ -335,37 +348,31 @@ async def stream(deployment: Deployment, path: str, payload: dict) -> AsyncItera
         yield b"data: [DONE]\n\n"
     finally:
         usage = reader.usage
-        if stream_usage == "never" and engine and engine.token_count_path and not failed:
+        if stream_usage == "never" and not failed:
             usage = {"completion_tokens": reader.text_chunks,
-                     "prompt_tokens": await _prompt_tokens(deployment, engine.token_count_path, payload)}
+                     "prompt_tokens": await _prompt_tokens(deployment, path, payload)}
         await count(deployment, error=failed, prompt=usage.get("prompt_tokens", 0),
                     completion=usage.get("completion_tokens", 0))
 
 
-def _prompt_text(payload: dict) -> str:
-    """The text of a request's prompt or messages (a chat template's own tokens are not in it)."""
-    if "prompt" in payload:
-        prompt = payload["prompt"]
-        return prompt if isinstance(prompt, str) else "\n".join(p for p in prompt if isinstance(p, str))
-    texts = []
-    for message in payload.get("messages") or []:
-        content = message.get("content")
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            texts += [part.get("text", "") for part in content if isinstance(part, dict)]
-    return "\n".join(texts)
+# What a one-token request for the prompt's count leaves out of the caller's request.
+_NOT_FOR_COUNTING = ("stream", "stream_options", "n", "best_of", "max_completion_tokens", "logprobs",
+                     "top_logprobs", "echo")
 
 
-async def _prompt_tokens(deployment: Deployment, count_path: str, payload: dict) -> int:
-    """The prompt's tokens by the engine's own tokenizer endpoint; 0 when it cannot tell."""
+async def _prompt_tokens(deployment: Deployment, path: str, payload: dict) -> int:
+    """The prompt's tokens, chat template included, as the engine counts them: from its usage for the same request
+    unstreamed and cut to one token; 0 when it cannot tell."""
+    body = {name: value for name, value in payload.items() if name not in _NOT_FOR_COUNTING}
+    body.update(model=engine_model(deployment), stream=False, max_tokens=1)
     try:
-        response = await _post(deployment, count_path, {"input": _prompt_text(payload)})
+        response = await _post(deployment, path, body)
         try:
-            return int(json.loads(await response.read()).get("count", 0)) if response.status == 200 else 0
+            content = await response.read()
         finally:
             response.close()
-    except (EngineUnavailable, ValueError, TypeError, AttributeError):
+        return int(json.loads(content)["usage"]["prompt_tokens"]) if response.status == 200 else 0
+    except (EngineUnavailable, ValueError, TypeError, KeyError):
         return 0
 
 
@@ -378,50 +385,68 @@ def touch(deployment: Deployment) -> None:
     """A request to the deployment begins: its last request time (which its idle_timeout counts from) is written
     within USAGE_FLUSH_SECONDS."""
     global _flusher
-    _usage.setdefault(deployment.id, [0, 0, 0, 0])
+    _usage.setdefault((deployment.id, caller().key_name), [0, 0, 0, 0])
     _names[deployment.id] = (deployment.name or deployment.id, deployment.model_id)
     if _flusher is None or _flusher.done():
         _flusher = asyncio.get_running_loop().create_task(_flush_usage())
 
 
+def metric_labels(deployment: Deployment) -> tuple[str, str, str]:
+    return deployment.name or deployment.id, deployment.model_id, caller().key_name
+
+
 async def count(deployment: Deployment, error: bool = False, prompt: int = 0, completion: int = 0) -> None:
-    """Add a request to the deployment's usage; written to the database within USAGE_FLUSH_SECONDS."""
+    """Add a request to the usage of the deployment and the calling key; written to the database (and counted
+    against the key's tokens per minute) within USAGE_FLUSH_SECONDS."""
     touch(deployment)
-    labels = (deployment.name or deployment.id, deployment.model_id)
+    labels = metric_labels(deployment)
     INFERENCE_REQUESTS.labels(*labels).inc()
     if error:
         INFERENCE_ERRORS.labels(*labels).inc()
     INFERENCE_TOKENS.labels(*labels, "prompt").inc(prompt or 0)
     INFERENCE_TOKENS.labels(*labels, "completion").inc(completion or 0)
-    totals = _usage[deployment.id]
+    totals = _usage[(deployment.id, labels[2])]
     totals[0] += 1
     totals[1] += int(error)
     totals[2] += prompt or 0
     totals[3] += completion or 0
+    who = caller()
+    if who.tokens_per_minute and (prompt or completion):
+        _key_tokens[who.key_id] = _key_tokens.get(who.key_id, 0) + (prompt or 0) + (completion or 0)
 
 
 async def _flush_usage() -> None:
     while _usage:
         await asyncio.sleep(USAGE_FLUSH_SECONDS)
-        pending = dict(_usage)
+        pending, spent = dict(_usage), dict(_key_tokens)
         _usage.clear()
-        await in_thread_pool(_write_usage)(pending)
+        _key_tokens.clear()
+        await in_thread_pool(_write_usage)(pending, spent)
 
 
-def _write_usage(pending: dict[str, list[int]]) -> None:
+def _write_usage(pending: dict[tuple[str, str], list[int]], spent: dict[str, int]) -> None:
+    for key_id, tokens in spent.items():
+        ratelimit.counter().add(key_id, "tokens", tokens)
     now = timezone.now()
     hour = now.replace(minute=0, second=0, microsecond=0)
-    for deployment_id, (requests, errors, prompt, completion) in pending.items():
-        if requests:
+    per_deployment: dict[str, list[int]] = {}
+    for (deployment_id, key_name), figures in pending.items():
+        if figures[0]:
             name, model = _names.get(deployment_id, (deployment_id, ""))
-            UsageBucket.objects.get_or_create(hour=hour, deployment_id=deployment_id,
+            UsageBucket.objects.get_or_create(hour=hour, deployment_id=deployment_id, key_name=key_name,
                                               defaults={"deployment_name": name, "model": model})
-            UsageBucket.objects.filter(hour=hour, deployment_id=deployment_id).update(
-                requests=F("requests") + requests, errors=F("errors") + errors,
-                prompt_tokens=F("prompt_tokens") + prompt, completion_tokens=F("completion_tokens") + completion)
+            UsageBucket.objects.filter(hour=hour, deployment_id=deployment_id, key_name=key_name).update(
+                **_added(figures))
+        summed = per_deployment.setdefault(deployment_id, [0, 0, 0, 0])
+        summed[:] = [a + b for a, b in zip(summed, figures)]
+    for deployment_id, figures in per_deployment.items():
         if not Deployment.objects.filter(id=deployment_id).update(last_request_at=now):
             continue  # deleted meanwhile
         DeploymentUsage.objects.get_or_create(deployment_id=deployment_id)
-        DeploymentUsage.objects.filter(deployment_id=deployment_id).update(
-            requests=F("requests") + requests, errors=F("errors") + errors,
-            prompt_tokens=F("prompt_tokens") + prompt, completion_tokens=F("completion_tokens") + completion)
+        DeploymentUsage.objects.filter(deployment_id=deployment_id).update(**_added(figures))
+
+
+def _added(figures: list[int]) -> dict:
+    requests, errors, prompt, completion = figures
+    return {"requests": F("requests") + requests, "errors": F("errors") + errors,
+            "prompt_tokens": F("prompt_tokens") + prompt, "completion_tokens": F("completion_tokens") + completion}

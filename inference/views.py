@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from catalog import selectors as catalog
 from core.api import ApiError, error_json, first_error, success, utc_timestamp, validate_query
 from core.db import in_thread_pool
+from core.identity import caller
 from deployments import selectors
 from deployments.models import DeploymentTask
 from inference import services
@@ -46,8 +47,9 @@ ROUTES = {  # kind → the request schema, the engine's path, and the task a dep
 }
 
 
-async def _answer(deployment, kind: str, path: str, payload: dict, wrap) -> HttpResponse:
+async def _answer(deployment, kind: str, path: str, payload: dict, wrap, asked: str = "") -> HttpResponse:
     """The engine's answer: streamed as it comes, or whole inside `wrap` (the envelope, or bare for /v1)."""
+    services.check_model_allowed(deployment, asked)
     if kind == "chat":
         services.check_chat_supported(deployment)
     if kind == "embedding":
@@ -121,6 +123,8 @@ async def openai_models(request: HttpRequest) -> JsonResponse:
                   "created": int(stored.completed_at.timestamp()), "root": stored.model_id, "source": stored.source,
                   "deployment_id": None, "engine": None, "loaded": False}
                  for stored in await in_thread_pool(catalog.downloaded_models)() if stored.model_id not in served]
+    who = caller()  # a key limited to some models sees those
+    data = [entry for entry in data if who.may_use_model(entry["id"], entry["root"], entry["deployment_id"] or "")]
     return JsonResponse({"object": "list", "data": data})
 
 
@@ -136,9 +140,11 @@ async def _openai_proxy(request: HttpRequest, kind: str) -> HttpResponse:
         schema, path, task = ROUTES[kind]
         payload = services.validated(schema, body)
         deployment = await services.deployment_for_model(model, task)
+        if deployment is None and not caller().may_use_model(model):
+            return openai_error(f"The API key {caller().name!r} may not use the model `{model}`", 403, "FORBIDDEN")
         if deployment is None:
             return openai_error(f"The model `{model}` does not exist or is not running", 404, "model_not_found")
-        return await _answer(deployment, kind, path, payload, JsonResponse)
+        return await _answer(deployment, kind, path, payload, JsonResponse, asked=model)
     except ApiError as exc:
         kind_of = "server_error" if exc.http_status >= 500 else "invalid_request_error"
         return openai_error(exc.message, exc.http_status, exc.code, kind_of)

@@ -4,6 +4,7 @@ setting into one line and exit status 2."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 
@@ -14,16 +15,32 @@ VERBS = ("serve", "pull", "models", "ls", "rm", "import", "deploy", "ps", "stop"
          "engines")
 
 
+# Commands that run the service: what they do is the service's own doing ("system"), not an operator's.
+SERVER_COMMANDS = ("serve", "qcluster", "runserver", "daphne")
+
+
 def run(argv: list[str]) -> int:
-    """Run a management command; the exit status."""
+    """Run a management command; the exit status. A command an operator runs acts as that operator (the audit
+    trail names the system user)."""
     from django.core.management import execute_from_command_line
 
+    from core.identity import Caller, current_caller
+
+    if len(argv) > 1 and argv[1] not in SERVER_COMMANDS:
+        current_caller.set(Caller(name=_system_user(), kind="command", ip="local"))
     try:
         execute_from_command_line(argv)
     except SettingError as exc:
         sys.stderr.write(f"llm-manager: {exc}\n")
         return 2
     return 0
+
+
+def _system_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid with no name (containers)
+        return f"uid {os.getuid()}"
 
 
 def main() -> None:

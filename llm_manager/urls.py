@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from core import views
+from core import access_views, views
 from deployments import views as deployment_views
 from downloads import views as download_views
 from system import views as system_views
@@ -22,6 +22,9 @@ urlpatterns = [
     path("api/deployments/", include("deployments.urls")),
     path("api/engines", deployment_views.EnginesView.as_view(), name="engines"),
     path("api/metrics/targets", system_views.MetricsTargetsView.as_view(), name="metrics-targets"),
+    path("api/keys", access_views.KeysView.as_view(), name="keys"),
+    path("api/keys/<str:key>", access_views.KeyView.as_view(), name="key"),
+    path("api/audit", access_views.AuditView.as_view(), name="audit"),
     path("metrics", system_views.MetricsView.as_view(), name="metrics"),
     path("", include("inference.urls")),
     path("admin/", admin.site.urls),

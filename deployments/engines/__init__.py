@@ -53,10 +53,9 @@ class Engine:
     # or "tensor_parallel" (tensor_parallel_size of them, each reserved up to gpu_memory_utilization: vLLM).
     gpu_use: str = "none"
     # Usage in a stream: "always" (on its last chunk), "on_request" (a last chunk with `stream_options.include_usage`)
-    # or "never"; then the proxy counts the streamed text chunks, and the prompt with `token_count_path`
-    # ({"input": text} → {"count": n}) where the engine has one.
+    # or "never"; then the proxy counts the streamed text chunks, and asks for the prompt's tokens with the same
+    # request unstreamed for one token (its usage counts the chat template's tokens too).
     stream_usage: str = "never"
-    token_count_path: str = ""
     metrics_path: str = ""  # where the engine serves Prometheus metrics of its own, if it does
 
     @property
@@ -65,8 +64,8 @@ class Engine:
         if self.stream_usage != "never":
             return "the engine's own counts"
         return ("the engine's own counts; in streams, which carry none, completion tokens are the streamed text "
-                "chunks and prompt tokens the engine's tokenizer count of the prompt's text (without a chat "
-                "template's own tokens)")
+                "chunks and prompt tokens the engine's count for the same request unstreamed (chat template "
+                "included)")
 
     def version(self) -> str | None:
         try:

@@ -39,8 +39,9 @@ ENGINE = Engine(
     name="llama.cpp", formats=("gguf",), missing=missing, launch=launch, package="llama-cpp-python",
     owned_flags=("--model", "--model_alias", "--host", "--port", "--api_key"), tasks=("generate", "embed"),
     gpu_use="one",
-    # llama-cpp-python ignores stream_options: its streams carry no usage.
-    stream_usage="never", token_count_path="/extras/tokenize/count",
+    # llama-cpp-python ignores stream_options: its streams carry no usage. (Its prompt cache makes the proxy's
+    # one-token request for the prompt's count re-use the prompt just evaluated.)
+    stream_usage="never",
     options=(("--n_gpu_layers N", "layers to offload to the GPU (-1: all)"),
              ("--n_ctx N", "context length (the deployment's max_model_len sets it too)"),
              ("--n_threads N", "CPU threads for generation"), ("--n_batch N", "prompt batch size"),
