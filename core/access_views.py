@@ -7,7 +7,16 @@ from rest_framework import serializers
 from rest_framework.views import APIView
 
 from core import keys
-from core.api import PageQuery, TextField, paginate, success, utc_timestamp, validate_body, validate_query
+from core.api import (
+    PageQuery,
+    TextField,
+    TimeRangeQuery,
+    paginate,
+    success,
+    utc_timestamp,
+    validate_body,
+    validate_query,
+)
 from core.identity import SCOPES
 from core.models import ApiKey, AuditEvent
 
@@ -56,18 +65,11 @@ class KeyView(APIView):
         return success(keys.key_to_dict(keys.revoke_key(key=key)), "API key revoked")
 
 
-class AuditQuery(PageQuery):
+class AuditQuery(PageQuery, TimeRangeQuery):
     actor = TextField(required=False, max_length=255, help_text="A key's name, a user's name, or `system`")
     action = TextField(required=False, max_length=64, help_text="e.g. download.start, deployment.stop, key.create")
     object = TextField(required=False, max_length=512, help_text="The object's id or name")
     result = TextField(required=False, max_length=64, help_text="success, or an error code")
-    from_ = serializers.DateTimeField(required=False, help_text="ISO 8601, inclusive")
-    to = serializers.DateTimeField(required=False, help_text="ISO 8601, exclusive")
-
-    def get_fields(self):
-        fields = super().get_fields()
-        fields["from"] = fields.pop("from_")  # `from` is the parameter's name, and a Python keyword
-        return fields
 
 
 def event_to_dict(event: AuditEvent) -> dict:

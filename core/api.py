@@ -196,6 +196,18 @@ class JsonBooleanField(serializers.BooleanField):
         return data
 
 
+class TimeRangeQuery(serializers.Serializer):
+    """`from` (inclusive) and `to` (exclusive), ISO 8601."""
+
+    from_ = serializers.DateTimeField(required=False, help_text="ISO 8601, inclusive")
+    to = serializers.DateTimeField(required=False, help_text="ISO 8601, exclusive")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")  # `from` is the parameter's name, and a Python keyword
+        return fields
+
+
 # What pagination can reach: page × page_size stays far inside what a database integer holds.
 MAX_PAGE = 1_000_000
 

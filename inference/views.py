@@ -18,7 +18,7 @@ from rest_framework import serializers
 from rest_framework.views import APIView
 
 from catalog import selectors as catalog
-from core.api import ApiError, error_json, first_error, success, utc_timestamp, validate_query
+from core.api import ApiError, TimeRangeQuery, error_json, first_error, success, utc_timestamp, validate_query
 from core.db import in_thread_pool
 from core.identity import caller
 from deployments import selectors
@@ -172,16 +172,9 @@ async def openai_embeddings(request: HttpRequest) -> HttpResponse:
 # --- Usage over time ---------------------------------------------------------------------------------------------
 
 
-class UsageQuery(serializers.Serializer):
-    from_ = serializers.DateTimeField(required=False, help_text="ISO 8601; default: 24 hours before `to`")
-    to = serializers.DateTimeField(required=False, help_text="ISO 8601, exclusive; default: now")
+class UsageQuery(TimeRangeQuery):
     group_by = serializers.ChoiceField(choices=sorted(GROUPS), required=False, default="deployment")
     granularity = serializers.ChoiceField(choices=sorted(GRANULARITIES), required=False, default="hour")
-
-    def get_fields(self):
-        fields = super().get_fields()
-        fields["from"] = fields.pop("from_")  # `from` is the parameter's name, and a Python keyword
-        return fields
 
     def validate(self, attrs: dict) -> dict:
         end = attrs.get("to") or timezone.now()
@@ -195,8 +188,8 @@ class UsageQuery(serializers.Serializer):
 
 
 class UsageView(APIView):
-    @extend_schema(summary="Requests, errors and tokens over time, per deployment or model, by hour or day",
-                   parameters=[UsageQuery])
+    @extend_schema(summary="Requests, errors and tokens over time, per deployment, model or key, by hour or day",
+                   description="`from` defaults to 24 hours before `to`, `to` to now.", parameters=[UsageQuery])
     def get(self, request):
         query = validate_query(UsageQuery, request)
         return success(usage_series(start=query["from"], end=query["to"], group_by=query["group_by"],

@@ -28,5 +28,6 @@ class ConsoleAdminSite(admin.AdminSite):
         return [
             path("dashboard/figures", self.admin_view(dashboard_data), name="dashboard-figures"),
             path("playground/", self.admin_view(playground.page), name="playground"),
+            path("usage/", self.admin_view(playground.usage_page), name="usage"),
             path("playground/<str:kind>/<str:deployment_id>", playground.send, name="playground-send"),
         ] + super().get_urls()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -192,6 +194,35 @@ def test_deploy_the_tiny_gguf_chat_in_the_playground_and_stop(console, tiny_gguf
     assert "stop done" in console.message()
     row = page.locator("#result_list tbody tr", has_text=TINY_REPO)
     assert row.locator("[data-status-for]").inner_text() == "stopped"
+    assert console.errors == []
+
+
+def test_a_key_made_in_the_console_is_shown_once_and_the_usage_page_charts_what_was_served(console):
+    page = console.page
+    console.open("/admin/core/apikey/add/")
+    page.fill("#id_name", "console-made")
+    page.check("input[name=scopes][value=read]")
+    page.fill("#id_allowed_models", "test-org/tiny-*")
+    page.click("input[name=_save]")
+    shown = re.search(r"The API key for console-made is: ([A-Za-z0-9]{8}\.[A-Za-z0-9]{32})\.",
+                      console.message("warning"))
+    assert shown, console.message("warning")
+    key = shown.group(1)
+    row = page.locator("#result_list tbody tr", has_text="console-made")
+    assert key.split(".")[0] in row.inner_text() and key.split(".")[1] not in page.content()
+    assert httpx.get(f"{console.url}/api/system/load", headers={"X-API-Key": key}).status_code == 200
+    assert httpx.post(f"{console.url}/api/models/sync", json={}, headers={"X-API-Key": key}).status_code == 403
+
+    # The playground's chat and completion (the test before) were served without a key.
+    console.open("/admin/usage/")
+    page.wait_for_function("document.getElementById('usage').dataset.drawn === 'true'")
+    assert page.locator("#requests-chart canvas").count() == 1 and page.locator("#tokens-chart canvas").count() == 1
+    assert page.locator("#requests-chart").get_attribute("data-series") == "1"  # one model served
+    no_key = page.locator("#usage-per-key tbody tr", has_text="no key").locator("td")
+    assert int(no_key.nth(1).inner_text()) >= 2 and int(no_key.nth(4).inner_text()) >= 1
+    page.click("text=7d")
+    page.wait_for_function("document.getElementById('usage').dataset.drawn === 'true'")
+    assert "hourly" in page.locator(".usage-spans").inner_text()
     assert console.errors == []
 
 

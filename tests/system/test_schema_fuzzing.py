@@ -12,15 +12,17 @@ from pathlib import Path
 from tests.envelope import assert_error
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
+FUZZER_KEY = "fuzzer-key-of-all-scopes"
 
 
 def test_schemathesis_finds_no_failure(start_service, tmp_path):
-    service = start_service()
+    # With LLM_MANAGER_API_KEY, which it sends: the keys it creates (POST /api/keys) do not lock it out.
+    service = start_service({"LLM_MANAGER_API_KEY": FUZZER_KEY})
     seed = random.randrange(1, 2**31)
     print(f"schemathesis seed: {seed}")
     cli = Path(sys.executable).with_name("schemathesis")
     result = subprocess.run(
-        [str(cli), "--config-file", str(CONFIG), "run", f"{service.url}/api/schema/", "--url", service.url,
+        [str(cli), "--config-file", str(CONFIG), "run", f"{service.url}/api/schema/", "--url", service.url, "--header", f"Authorization: Bearer {FUZZER_KEY}",
          "--checks", "all", "--max-examples", "25", "--seed", str(seed), "--request-timeout", "30",
          "--report-dir", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     tail = result.stdout[-6000:]
