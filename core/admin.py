@@ -41,10 +41,18 @@ class ApiKeyForm(forms.ModelForm):
 @admin.register(ApiKey)
 class ApiKeyAdmin(APIKeyModelAdmin):
     form = ApiKeyForm
-    list_display = ("prefix", "name", "scopes", "allowed_models", "requests_per_minute", "tokens_per_minute",
+    list_display = ("prefix", "name", "scope_list", "model_list", "requests_per_minute", "tokens_per_minute",
                     "created", "expiry_date", "_has_expired", "revoked")
     list_filter = ("revoked",)
     actions = [service_action("revoke", lambda prefix: keys.revoke_key(key=prefix), "key")]
+
+    @admin.display(description="scopes")
+    def scope_list(self, row: ApiKey) -> str:
+        return ", ".join(row.scopes)
+
+    @admin.display(description="models")
+    def model_list(self, row: ApiKey) -> str:
+        return ", ".join(row.allowed_models) or "all"
 
     def get_actions(self, request):
         found = super().get_actions(request)
