@@ -258,6 +258,10 @@ def test_each_state_changing_call_leaves_one_audit_record_naming_who_made_it(api
             follow_redirects=True)
         assert created.status_code == 200 and "The API key for from-console is" in created.text
     assert_success(api.delete(f"/api/deployments/{second}", headers=as_key(ENV_KEY)))
+    jobs = assert_success(api.post("/api/models/sync", json={"source": "huggingface", "limit": 1}, headers=as_ops),
+                          202)
+    assert_success(api.delete(f"/api/downloads/{task['id']}", headers=as_ops))  # the record; the files stay
+    assert_success(api.delete("/api/keys/from-console", headers=as_key(ENV_KEY)))
 
     events = assert_success(api.get("/api/audit", params={"page_size": 100}, headers=as_key(ENV_KEY)))["items"]
     recorded = [(e["actor"], e["action"], e["object"], e["result"]) for e in reversed(events) if e["id"] > last_id]
@@ -274,8 +278,12 @@ def test_each_state_changing_call_leaves_one_audit_record_naming_who_made_it(api
         (OPERATOR[0], "deployment.stop", second, "success"),
         (OPERATOR[0], "key.create", "from-console", "success"),
         ("LLM_MANAGER_API_KEY", "deployment.delete", second, "success"),
+        ("ops", "catalog.sync", "huggingface", "success"),
+        ("ops", "download.delete", task["id"], "success"),
+        ("LLM_MANAGER_API_KEY", "key.revoke", "from-console", "success"),
     ]
+    assert jobs
     kinds = assert_success(api.get("/api/audit", params={"object": "ops"}, headers=as_key(ENV_KEY)))["items"]
     assert [(e["actor_kind"], e["ip"]) for e in kinds] == [("command", "local")]
     by_ops = assert_success(api.get("/api/audit", params={"actor": "ops"}, headers=as_key(ENV_KEY)))["items"]
-    assert len(by_ops) == 6 and all(e["ip"] == "127.0.0.1" and e["actor_kind"] == "key" for e in by_ops)
+    assert len(by_ops) == 8 and all(e["ip"] == "127.0.0.1" and e["actor_kind"] == "key" for e in by_ops)

@@ -4,15 +4,18 @@ server and from the worker processes alike."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
+import sys
 
 import httpx
 import pytest
 
 from tests.engines import TINY_REPO, deploy, download, wait_deployment
 from tests.envelope import assert_error, assert_success
-from tests.service import free_port, wait_for
+from tests.service import REPO_ROOT, free_port, wait_for
 
 PROMETHEUS = shutil.which("prometheus")
 KEY = "metrics-test-key"
@@ -25,9 +28,9 @@ def prometheus(tmp_path):
     port = free_port()
     started: list[subprocess.Popen] = []
 
-    def start(service_url: str) -> str:
+    def start(service_url: str, key: str) -> str:
         host_port = service_url.removeprefix("http://")
-        (tmp_path / "key").write_text(KEY)
+        (tmp_path / "key").write_text(key)
         (tmp_path / "prometheus.yml").write_text(f"""
 global:
   scrape_interval: 1s
@@ -55,6 +58,11 @@ scrape_configs:
     for process in started:
         process.terminate()
         process.wait(timeout=10)
+
+
+# Exported only where NVML finds GPUs (not on the test machines).
+GPU_SERIES = {"llm_manager_gpu_memory_used_bytes", "llm_manager_gpu_memory_total_bytes",
+              "llm_manager_gpu_utilization_ratio"}
 
 
 def _answers(url: str) -> bool:
@@ -94,14 +102,20 @@ def test_prometheus_scrapes_every_process_of_the_service(start_service, engine_e
     assert_error(httpx.get(f"{service.url}/metrics", timeout=10), 401, "UNAUTHORIZED")
     assert httpx.get(f"{service.url}/api/metrics/targets", headers=auth, timeout=10).json() == []  # no vLLM here
 
-    url = prometheus(service.url)
+    # Prometheus scrapes with a key of its own, which may do nothing else.
+    scraper = subprocess.run([sys.executable, str(REPO_ROOT / "manage.py"), "apikey", "create", "prometheus",
+                              "--scopes", "metrics"], env=service.env, capture_output=True, text=True,
+                             check=True).stdout.strip()
+    assert_error(httpx.get(f"{service.url}/api/system/load", headers={"X-API-Key": scraper}), 403, "FORBIDDEN")
+    url = prometheus(service.url, scraper)
     assert _value(url, 'llm_manager_http_requests_total{route="api/chat/<str:deployment_id>",method="POST",'
                        'status="200"}') == 3
     assert _value(url, 'llm_manager_http_requests_total{route="api/downloads/<str:task_id>",status="404"}') == 1
     assert _value(url, 'sum(llm_manager_http_request_duration_seconds_count{route="api/chat/<str:deployment_id>"})') \
         == 3
     assert _value(url, 'llm_manager_download_bytes_total{source="huggingface"}') >= tiny_gguf.stat().st_size
-    assert _value(url, 'llm_manager_inference_requests_total{deployment="tiny",model="%s"}' % TINY_REPO) == 3
+    assert _value(url, 'llm_manager_inference_requests_total{deployment="tiny",model="%s",key="LLM_MANAGER_API_KEY"}'
+                  % TINY_REPO) == 3
     assert _value(url, 'llm_manager_inference_tokens_total{deployment="tiny",direction="prompt"}') >= 3
     assert _value(url, 'llm_manager_inference_first_token_seconds_count{deployment="tiny"}') == 3
     assert _value(url, 'llm_manager_deployments{engine="llama.cpp",status="running"}') == 1
@@ -110,5 +124,14 @@ def test_prometheus_scrapes_every_process_of_the_service(start_service, engine_e
     # here: llama-cpp-python has no /metrics; vLLM's would be listed).
     targets = httpx.get(f"{url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
     assert [(t["labels"]["job"], t["health"]) for t in targets] == [("llm-manager", "up")]
+    # The Grafana dashboard's every query parses and names only series the service exports.
+    exported = set(re.findall(r"^(llm_manager_\w+?)(?:\{| )", text, re.MULTILINE))
+    dashboard = json.loads((REPO_ROOT / "docs" / "grafana-dashboard.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    assert len(expressions) >= 8
+    for expression in expressions:
+        _query(url, expression.replace("$__rate_interval", "1m"))
+        named = set(re.findall(r"llm_manager_\w+", expression))
+        assert named and named <= exported | GPU_SERIES, (expression, named - exported)
     with service.client(timeout=60, headers=auth) as client:
         assert_success(client.delete(f"/api/deployments/{started['deployment_id']}"))
