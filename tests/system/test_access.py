@@ -18,6 +18,8 @@ from typing import Iterator
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from tests.engines import TINY_REPO, deploy, download, wait_deployment
 from tests.envelope import assert_error, assert_success
@@ -108,6 +110,13 @@ def test_scopes_decide_what_a_key_may_do(api, keyed):
     assert api.get("/v1/models", headers=as_key(chatter)).status_code == 200  # every OpenAI client lists first
     forbidden = api.post("/v1/chat/completions", json={**HELLO, "model": "tiny"}, headers=as_key(reader))
     assert forbidden.status_code == 403 and forbidden.json()["error"]["code"] == "FORBIDDEN"
+
+    # The downloads' live stream is reading.
+    ws_url = keyed.url.replace("http://", "ws://") + "/ws/downloads"
+    with connect(ws_url, additional_headers={"X-API-Key": reader}, open_timeout=10) as socket:
+        assert '"snapshot"' in socket.recv(timeout=10)
+    with pytest.raises(InvalidStatus):
+        connect(ws_url, additional_headers={"X-API-Key": chatter}, open_timeout=10)
 
     assert_success(api.get("/api/keys", headers=as_key(admin)))
     assert_error(api.get("/api/keys", headers=as_key(chatter)), 403, "FORBIDDEN")

@@ -96,6 +96,10 @@ def test_prometheus_scrapes_every_process_of_the_service(start_service, engine_e
             assert_success(client.post(f"/api/chat/{started['deployment_id']}",
                                        json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}))
         assert_error(client.get("/api/downloads/task_missing0"), 404, "TASK_NOT_FOUND")
+        # One the engine refuses (a field passed on to it, of a type it does not take): an inference error.
+        assert_error(client.post(f"/api/chat/{started['deployment_id']}", json={
+            "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "logit_bias": "none"}), 502,
+            "ENGINE_ERROR")
         text = client.get("/metrics").text
         assert KEY not in text  # keys never appear in metrics
     # The metrics need the key, like the API.
@@ -112,12 +116,13 @@ def test_prometheus_scrapes_every_process_of_the_service(start_service, engine_e
                        'status="200"}') == 3
     assert _value(url, 'llm_manager_http_requests_total{route="api/downloads/<str:task_id>",status="404"}') == 1
     assert _value(url, 'sum(llm_manager_http_request_duration_seconds_count{route="api/chat/<str:deployment_id>"})') \
-        == 3
+        == 4
     assert _value(url, 'llm_manager_download_bytes_total{source="huggingface"}') >= tiny_gguf.stat().st_size
     assert _value(url, 'llm_manager_inference_requests_total{deployment="tiny",model="%s",key="LLM_MANAGER_API_KEY"}'
-                  % TINY_REPO) == 3
+                  % TINY_REPO) == 4
+    assert _value(url, 'llm_manager_inference_errors_total{deployment="tiny"}') == 1
     assert _value(url, 'llm_manager_inference_tokens_total{deployment="tiny",direction="prompt"}') >= 3
-    assert _value(url, 'llm_manager_inference_first_token_seconds_count{deployment="tiny"}') == 3
+    assert _value(url, 'llm_manager_inference_first_token_seconds_count{deployment="tiny"}') == 4
     assert _value(url, 'llm_manager_deployments{engine="llama.cpp",status="running"}') == 1
     assert _value(url, 'llm_manager_downloads{source="huggingface",status="completed"}') == 1
     # Both jobs are up: the service's own, and the engines' discovered through the service (none serve metrics
