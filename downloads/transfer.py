@@ -67,15 +67,14 @@ class _Retryable(Exception):
 
 @dataclass
 class TransferSettings:
-    part_count: int = 4  # connections at once
+    part_count: int = 8  # connections at once: CDNs cap each one
     part_threshold: int = 64 * 1024 * 1024  # files above this are split
     stall_seconds: float = 30.0
     max_attempts: int = 5
     backoff_seconds: float = 1.0
-    # Each connection's socket receive buffer (0: the kernel's autotuning, up to tens of MiB). What sits
-    # there when the worker dies is lost and fetched again; a window this size still carries
-    # ~40 MB/s per connection at 50 ms round trips.
-    receive_buffer_bytes: int = 1024 * 1024
+    # Each connection's socket receive buffer (0: the kernel's autotuning, which sizes it to the link). What
+    # sits there when the worker dies is lost and fetched again.
+    receive_buffer_bytes: int = 0
 
 
 def split_into_parts(size: int, connections: int, threshold: int) -> list[list[int]]:

@@ -307,13 +307,14 @@ CATALOG_OFFLINE = _env_bool("LLM_MANAGER_OFFLINE")
 CATALOG_SEARCH_BACKEND = env_choice("LLM_MANAGER_SEARCH_BACKEND", "fts", ("fts", "like"))
 
 # --- Downloads ----------------------------------------------------------------
-DOWNLOAD_PARTS = _env_int("LLM_MANAGER_DOWNLOAD_PARTS", 4)
+DOWNLOAD_PARTS = _env_int("LLM_MANAGER_DOWNLOAD_PARTS", 8)
 DOWNLOAD_PART_THRESHOLD_MB = _env_int("LLM_MANAGER_DOWNLOAD_PART_THRESHOLD_MB", 64)
 DOWNLOAD_STALL_SECONDS = _env_float("LLM_MANAGER_DOWNLOAD_STALL_SECONDS", 30.0)
 DOWNLOAD_RETRY_BACKOFF_SECONDS = _env_float("LLM_MANAGER_DOWNLOAD_BACKOFF_SECONDS", 1.0)
-# Bytes a connection may have received but not yet handed to the downloader: lost (fetched again) when a
-# worker dies. 0 leaves the size to the kernel (best on very long, fast links).
-DOWNLOAD_RECEIVE_BUFFER_KB = _env_int("LLM_MANAGER_DOWNLOAD_RECEIVE_BUFFER_KB", 1024)
+# Each connection's socket receive buffer; 0 (the default) leaves it to the kernel's autotuning, which sizes it to
+# the link. What sits there when a worker dies is fetched again: a fixed amount, not a share of the file
+# (docs/benchmarks.md measures it for 1 and 4 GiB files).
+DOWNLOAD_RECEIVE_BUFFER_KB = _env_int("LLM_MANAGER_DOWNLOAD_RECEIVE_BUFFER_KB", 0)
 # A downloading task whose worker shows no sign of life for this long is queued again.
 DOWNLOAD_STALE_SECONDS = _env_float("LLM_MANAGER_DOWNLOAD_STALE_SECONDS", 15.0)
 # Free space that must remain after a download, beyond its own size.

@@ -129,6 +129,8 @@ class FakeHub:
         # plain HTTP only: over TLS the kernel counts records, not body bytes)
         self.undelivered: dict[str, int] = {}
         self.bytes_per_second: float | None = None  # throttle for file bodies
+        # Where LFS files redirect when another server holds their blobs (the download benchmark's capped link)
+        self.storage_base: str | None = None
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.port: int | None = None
@@ -149,7 +151,7 @@ class FakeHub:
     @property
     def storage_url(self) -> str:
         # Another host name for the same server: the product must not send the token there.
-        return f"{self.scheme}://localhost:{self.port}"
+        return self.storage_base or f"{self.scheme}://localhost:{self.port}"
 
     # --- lifecycle ---
     def start(self, port: int = 0, tls: ssl.SSLContext | None = None) -> "FakeHub":
