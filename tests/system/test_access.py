@@ -55,6 +55,9 @@ def keyed(tmp_path_factory, engine_env, tiny_gguf):
         instance.tiny = assert_success(deploy(client, name="tiny"))["deployment_id"]
         assert wait_deployment(client, instance.tiny, {"running", "error"})["status"] == "running"
     yield instance
+    with instance.client(headers={"X-API-Key": ENV_KEY}) as client:  # engines outlive the service: stop them
+        for deployment in assert_success(client.get("/api/deployments/list"))["items"]:
+            client.delete(f"/api/deployments/{deployment['deployment_id']}")
     instance.stop()
 
 
