@@ -54,6 +54,7 @@ LOCK_POLL_SECONDS = 0.2
 def transfer_settings() -> TransferSettings:
     return TransferSettings(
         part_count=settings.DOWNLOAD_PARTS,
+        max_part_count=max(settings.DOWNLOAD_PARTS, settings.DOWNLOAD_MAX_PARTS),
         part_threshold=settings.DOWNLOAD_PART_THRESHOLD_MB * 1024 * 1024,
         stall_seconds=settings.DOWNLOAD_STALL_SECONDS,
         backoff_seconds=settings.DOWNLOAD_RETRY_BACKOFF_SECONDS,

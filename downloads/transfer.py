@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 MIN_READ_BYTES, MAX_READ_BYTES, READ_SECONDS = 64 * 1024, 1024 * 1024, 0.1
 MAX_REDIRECTS = 5
 PART_BYTES = 16 * 1024 * 1024  # the largest part of a split file
+# Every WIDEN_SECONDS, two more connections while the last two raised the total throughput by WIDEN_GAIN or more
+# (see _Widening).
+WIDEN_SECONDS, WIDEN_GAIN, WIDEN_STEP = 1.0, 1.1, 2
 CHECKPOINT_EVERY_BYTES = 2 * 1024 * 1024
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk or quota: no retry helps until someone frees space
 
@@ -67,7 +70,8 @@ class _Retryable(Exception):
 
 @dataclass
 class TransferSettings:
-    part_count: int = 8  # connections at once: CDNs cap each one
+    part_count: int = 8  # connections to start with: CDNs cap each one
+    max_part_count: int = 16  # opened two at a time while the total throughput still grows
     part_threshold: int = 64 * 1024 * 1024  # files above this are split
     stall_seconds: float = 30.0
     max_attempts: int = 5
@@ -128,6 +132,7 @@ class FileTransfer:
         self._lock = threading.Lock()
         self._unsaved = 0
         self._received = 0  # bytes written since take_received() was last called
+        self._written = 0  # bytes written in all, for the widening
         self._connections: set[http.client.HTTPConnection] = set()  # of all workers, to cut on a stop
 
     def run(self, tick: Callable[[], None], tick_seconds: float = 0.5) -> str:
@@ -147,12 +152,17 @@ class FileTransfer:
             hashed: list[str] = []
             hasher = threading.Thread(target=self._hash, args=(fd, hashed), daemon=True)
             threads = [*workers, hasher]
+            widening = _Widening(self.settings.max_part_count)
             try:
                 for thread in threads:
                     thread.start()
                 while alive := [thread for thread in threads if thread.is_alive()]:
                     alive[0].join(tick_seconds)
                     tick()
+                    for _ in range(widening.more(len(workers), self._written) if todo.qsize() else 0):
+                        workers.append(threading.Thread(target=self._work, args=(fd, todo), daemon=True))
+                        threads.append(workers[-1])
+                        workers[-1].start()
                     if self._errors:
                         self.stop.set()
                     if self.stop.is_set():
@@ -300,6 +310,7 @@ class FileTransfer:
     def _count(self, fd: int, written: int) -> None:
         with self._lock:
             self._received += written
+            self._written += written
             self._unsaved += written
             due = self._unsaved >= CHECKPOINT_EVERY_BYTES
             if due:
@@ -362,6 +373,32 @@ class FileTransfer:
                 result.append(digest.hexdigest())
         except BaseException as exc:
             self._errors.append(exc)
+
+
+class _Widening:
+    """How many connections to add: a link whose connections are each capped (a CDN edge, a long round trip)
+    carries more with more of them, up to its own cap; a link bound by this machine's CPU does not. The first
+    second (connections opening) is not measured; then two more after each second whose throughput was
+    WIDEN_GAIN × the one before, and none once it was not."""
+
+    def __init__(self, most: int):
+        self.most = most
+        self.since, self.written = time.monotonic(), 0
+        self.rate: float | None = None  # of the last second measured
+        self.warming, self.done = True, False
+
+    def more(self, count: int, written: int) -> int:
+        now = time.monotonic()
+        if self.done or now - self.since < WIDEN_SECONDS:
+            return 0
+        rate = (written - self.written) / (now - self.since)
+        self.since, self.written = now, written
+        if self.warming:
+            self.warming = False
+            return 0
+        previous, self.rate = self.rate, rate
+        self.done = count >= self.most or (previous is not None and rate < previous * WIDEN_GAIN)
+        return 0 if self.done else min(WIDEN_STEP, self.most - count)
 
 
 def _check_status(response: http.client.HTTPResponse) -> None:

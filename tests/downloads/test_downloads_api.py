@@ -432,3 +432,21 @@ def test_pull_command_downloads_in_the_foreground(dl_service):
     blob = Path(dl_service.data_dir) / "models/huggingface/hub/models--TheBloke--TinyLlama-GGUF/blobs" / \
         hashlib.sha256(world.TINY_GGUF_Q8).hexdigest()
     assert blob.read_bytes() == world.TINY_GGUF_Q8
+
+
+def test_on_a_link_that_caps_each_connection_more_connections_are_opened(start_service, fake_hub):
+    """Each connection capped at 4 MiB/s (as a CDN edge caps them): the file starts on two connections and opens
+    more, two a second, while they raise its throughput."""
+    data = bytes(range(256)) * (128 * 4096)  # 128 MiB: eight 16 MiB parts
+    fake_hub.add_repo("test-org/capped-link", files={"model.safetensors": data, "config.json": b"{}"})
+    service = start_service({"LLM_MANAGER_DOWNLOAD_PARTS": "2", "LLM_MANAGER_DOWNLOAD_MAX_PARTS": "8",
+                             "LLM_MANAGER_DOWNLOAD_PART_THRESHOLD_MB": "1"})
+    fake_hub.bytes_per_second, fake_hub.most_sending = 4 * 1024 * 1024, 0
+    try:
+        with service.client() as client:
+            task = assert_success(start(client, "test-org/capped-link", include=["model.safetensors"]))["task"]
+            done = wait_status(client, task["id"], {"completed", "failed"}, timeout=60)
+    finally:
+        fake_hub.bytes_per_second = None
+    assert done["status"] == "completed", done
+    assert 6 <= fake_hub.most_sending <= 8  # not the two it started with, nor more than its most

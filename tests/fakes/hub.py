@@ -128,7 +128,8 @@ class FakeHub:
         # server's socket send queue when the client vanished (the kernel's count of acknowledged bytes tells;
         # plain HTTP only: over TLS the kernel counts records, not body bytes)
         self.undelivered: dict[str, int] = {}
-        self.bytes_per_second: float | None = None  # throttle for file bodies
+        self.bytes_per_second: float | None = None  # throttle for file bodies, per connection
+        self.sending = self.most_sending = 0  # LFS bodies being sent now, and the most at once
         # Where LFS files redirect when another server holds their blobs (the download benchmark's capped link)
         self.storage_base: str | None = None
         self.lock = threading.Lock()
@@ -394,6 +395,9 @@ class HubHandler(BaseHTTPRequestHandler):
             self._body_start = _bytes_acked(self.connection) + struct.unpack(
                 "i", fcntl.ioctl(self.connection.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
             self._body_blob, self._body_handed = count_as, 0
+            with self.hub.lock:
+                self.hub.sending += 1
+                self.hub.most_sending = max(self.hub.most_sending, self.hub.sending)
         try:
             for offset in range(0, len(body), chunk):
                 piece = body[offset : offset + chunk]
@@ -408,3 +412,7 @@ class HubHandler(BaseHTTPRequestHandler):
                     time.sleep(chunk / rate)
         except (BrokenPipeError, ConnectionResetError):
             pass
+        finally:
+            if count_as:
+                with self.hub.lock:
+                    self.hub.sending -= 1
