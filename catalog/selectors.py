@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
+from django.db.models import BooleanField, Count, Exists, F, OuterRef, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 
 from catalog.models import CatalogModel, DownloadedModel, Favorite, SyncJob
@@ -42,8 +42,30 @@ def fts_filters(filters: list[tuple[str, str]]) -> str:
     return "".join(f' AND {name}:"{phrase}"' for name, phrase in phrases if phrase)
 
 
+_NOT_LETTER_OR_DIGIT = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def tsquery(query: str) -> str:
+    """fts_expression for PostgreSQL's to_tsquery: each word a prefix phrase, all required:
+    `llama3.2 chat` → `(llama3 <-> 2:*) & (chat:*)`. The words are cut as the stored vector's are (see catalog
+    migration 0005), so the two databases find the same entries."""
+    phrases = []
+    for word in query.split():
+        tokens = [token.lower() for token in _NOT_LETTER_OR_DIGIT.split(word) if token]
+        if tokens:
+            phrases.append("(" + " <-> ".join([*tokens[:-1], f"{tokens[-1]}:*"]) + ")")
+    return " & ".join(phrases)
+
+
+def _full_text() -> str | None:
+    """The full-text index that answers searches: `fts5` (SQLite), `tsvector` (PostgreSQL), or none (LIKE)."""
+    if settings.CATALOG_SEARCH_BACKEND != "fts":
+        return None
+    return {"sqlite": "fts5", "postgresql": "tsvector"}.get(connection.vendor)
+
+
 def _uses_fts() -> bool:
-    return connection.vendor == "sqlite" and settings.CATALOG_SEARCH_BACKEND == "fts"
+    return _full_text() == "fts5"
 
 
 def search(
@@ -63,11 +85,17 @@ def search(
         models = models.filter(
             Exists(Favorite.objects.filter(source=OuterRef("source"), model_id=OuterRef("model_id")))
         )
-    if _uses_fts():
+    full_text = _full_text()
+    if full_text == "fts5":
         expression = fts_expression(query)
         if expression:
             match = f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s"
             models = models.filter(id__in=RawSQL(match, [expression]))
+    elif full_text == "tsvector":
+        expression = tsquery(query)
+        if expression:
+            models = models.filter(RawSQL("search_vector @@ to_tsquery('simple'::regconfig, %s)", [expression],
+                                          output_field=BooleanField()))
     else:
         for word in query.split():
             models = models.filter(

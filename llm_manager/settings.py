@@ -303,7 +303,7 @@ CATALOG_LIVE_TTL = _env_int("LLM_MANAGER_CATALOG_TTL", 600)
 CATALOG_SOURCE_TIMEOUT = _env_float("LLM_MANAGER_SOURCE_TIMEOUT", 3.0)
 # Offline mode: never ask the live sources; the catalog answers alone.
 CATALOG_OFFLINE = _env_bool("LLM_MANAGER_OFFLINE")
-# `fts` (SQLite FTS5) or `like` (case-insensitive LIKE, what other databases use).
+# `fts` (SQLite's FTS5, PostgreSQL's tsvector with a GIN index) or `like` (case-insensitive LIKE).
 CATALOG_SEARCH_BACKEND = env_choice("LLM_MANAGER_SEARCH_BACKEND", "fts", ("fts", "like"))
 
 # --- Downloads ----------------------------------------------------------------
