@@ -109,7 +109,8 @@ def main() -> None:
 
     print(f"\n{'database':<12}{'search':<12}{'searches':>9}{'p50 ms':>10}{'p95 ms':>10}")
     for database, backend, count, latencies in rows:
-        print(f"{database:<12}{backend:<12}{count:>9}{percentile(latencies, .5):>10.1f}{percentile(latencies, .95):>10.1f}")
+        print(f"{database:<12}{backend:<12}{count:>9}{percentile(latencies, .5):>10.1f}"
+              f"{percentile(latencies, .95):>10.1f}")
     for database in databases:
         fts = next(latencies for d, b, _, latencies in rows if d == database and b == "fts")
         like = next(latencies for d, b, _, latencies in rows if d == database and b == "like")

@@ -29,8 +29,8 @@ class CommaSeparatedField(forms.CharField):
 class ApiKeyForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(choices=[(scope, scope) for scope in SCOPES],
                                        widget=forms.CheckboxSelectMultiple)
-    allowed_models = CommaSeparatedField(required=False, label="Models",
-                                         help_text="Names or globs, comma-separated (llama3, qwen*); empty: every model")
+    allowed_models = CommaSeparatedField(
+        required=False, label="Models", help_text="Names or globs, comma-separated (llama3, qwen*); empty: every model")
 
     class Meta:
         model = ApiKey

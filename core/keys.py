@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from dataclasses import replace
 from datetime import datetime
 
 from django.conf import settings
@@ -117,7 +118,7 @@ def _digest(key: str) -> bytes:
 
 
 def _with_ip(found: Caller, ip: str) -> Caller:
-    return Caller(**{**found.__dict__, "ip": ip})
+    return replace(found, ip=ip)
 
 
 # --- Services ------------------------------------------------------------------------------------------------
