@@ -12,7 +12,7 @@ In one run it times each downloader (median of `--runs`):
 - `huggingface_hub.hf_hub_download` through the hub;
 - LLM Manager with its defaults: from POST /api/downloads/start to the moment the worker recorded the task
   `completed` (planning, parallel ranges, sha256 verification and placement in the hub cache included).
-Raw mode then kills the worker cluster (SIGKILL) at 50% of a file of each `--refetch-sizes` and reports the
+Capped mode then starts two downloads at once and prints how they share the link. Raw mode then kills the worker cluster (SIGKILL) at 50% of a file of each `--refetch-sizes` and reports the
 bytes fetched twice: those that reached the downloader's machine twice (the target), and, apart, those the
 server had only queued in its own socket send buffers at the kill, never delivered (the server's kernel counts
 the bytes the client acknowledged).
@@ -50,6 +50,7 @@ from tests.fakes.hub import FakeHub  # noqa: E402
 from tests.service import Service  # noqa: E402
 
 REPO_ID, FILENAME = "bench/one-gib", "model.safetensors"
+OTHER_REPO_ID = "bench/another-gib"  # for two downloads at once
 
 
 def timed(action) -> float:
@@ -83,8 +84,8 @@ def kill_worker_cluster(service: Service) -> None:
             process.send_signal(signal.SIGKILL)
 
 
-def make_data(size_mib: int) -> bytes:
-    body = random.Random(3).randbytes(1024 * 1024 - 8)
+def make_data(size_mib: int, seed: int = 3) -> bytes:
+    body = random.Random(seed).randbytes(1024 * 1024 - 8)
     # Distinct MiB blocks (its index, then a rotation of one random body), cheap to make.
     return b"".join(i.to_bytes(8, "big") + body[i % 9973:] + body[:i % 9973] for i in range(size_mib))
 
@@ -141,6 +142,21 @@ def time_ours(service: Service) -> float:
     return seconds
 
 
+def two_at_once(service: Service, size: int) -> list[float]:
+    """MB/s of each of two downloads started together: how they share the link."""
+    with service.client() as client:
+        started = time.time()
+        tasks = [client.post("/api/downloads/start", json={"model_id": repo, "source": "huggingface",
+                                                            "include": [FILENAME]}).json()["data"]["task"]
+                 for repo in (REPO_ID, OTHER_REPO_ID)]
+        rates = []
+        for task in tasks:
+            assert wait_task(client, task["id"], interval=0.25)["status"] == "completed"
+            rates.append(size / (completed_at(service, task["id"]) - started) / 1e6)
+            client.delete(f"/api/downloads/{task['id']}", params={"delete_files": "true"})
+    return rates
+
+
 def refetched_after_kill(hub: FakeHub, service: Service, sha256: str, size: int) -> tuple[int, int]:
     """(bytes that reached us twice, bytes the server sent twice) when the worker is killed at 50%."""
     with service.client() as client:
@@ -180,12 +196,17 @@ def main() -> None:
     rounds: list[dict[str, float]] = []
     refetch: dict[int, tuple[int, int]] = {}
     link = None
+    pair: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)
         capped = None
         if args.capped:
             (tmp_dir / "storage").mkdir()
             (tmp_dir / "storage" / sha256).write_bytes(data)
+            other = make_data(args.size_mib, seed=4)
+            hub.add_repo(OTHER_REPO_ID, files={FILENAME: other, "config.json": b"{}"})
+            (tmp_dir / "storage" / hashlib.sha256(other).hexdigest()).write_bytes(other)
+            del other
             capped = CappedFileServer(tmp_dir / "storage", args.per_connection_mbs * 1e6, args.total_mbs * 1e6)
             hub.storage_base = capped.start().url
         del data
@@ -198,7 +219,9 @@ def main() -> None:
                 results = time_downloaders(hub, storage_url, sha256, tmp_dir)
                 results["llm-manager"] = time_ours(service)
                 rounds.append(results)
-            if not args.capped:
+            if args.capped:
+                pair = two_at_once(service, size)
+            else:
                 for size_mib in [int(part) for part in args.refetch_sizes.split(",") if part]:
                     blob = make_data(size_mib)
                     blob_sha = hashlib.sha256(blob).hexdigest()
@@ -229,6 +252,9 @@ def main() -> None:
             print(f"llm-manager / aria2c -x8: {ours / rate['aria2c -x8 -s8']:.2f}x (target >= 1.1x)")
         if "curl" in rate:
             print(f"llm-manager / curl: {ours / rate['curl']:.2f}x (target >= 6x)")
+        if pair:
+            print(f"two downloads at once: {pair[0]:.0f} and {pair[1]:.0f} MB/s, {sum(pair):.0f} in all "
+                  f"({min(pair) / max(pair):.2f} of each other)")
     elif "curl && sha256sum" in rate:
         print(f"llm-manager / curl && sha256sum: {ours / rate['curl && sha256sum']:.2f}x (target >= 1.0x)")
     for size_mib, (twice, served_twice) in refetch.items():

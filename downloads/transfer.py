@@ -45,9 +45,9 @@ logger = logging.getLogger(__name__)
 MIN_READ_BYTES, MAX_READ_BYTES, READ_SECONDS = 64 * 1024, 1024 * 1024, 0.1
 MAX_REDIRECTS = 5
 PART_BYTES = 16 * 1024 * 1024  # the largest part of a split file
-# Every WIDEN_SECONDS, two more connections while the last two raised the total throughput by WIDEN_GAIN or more
-# (see _Widening).
-WIDEN_SECONDS, WIDEN_GAIN, WIDEN_STEP = 1.0, 1.1, 2
+# Every WIDEN_SECONDS, WIDEN_STEP more connections while the last ones raised the total throughput by WIDEN_GAIN
+# (see _Widening): soon enough to matter for a 1 GiB file, which a capped link carries in a few seconds.
+WIDEN_SECONDS, WIDEN_GAIN, WIDEN_STEP = 0.5, 1.1, 4
 CHECKPOINT_EVERY_BYTES = 2 * 1024 * 1024
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk or quota: no retry helps until someone frees space
 
@@ -71,7 +71,7 @@ class _Retryable(Exception):
 @dataclass
 class TransferSettings:
     part_count: int = 8  # connections to start with: CDNs cap each one
-    max_part_count: int = 16  # opened two at a time while the total throughput still grows
+    max_part_count: int = 16  # opened WIDEN_STEP at a time while the total throughput still grows
     part_threshold: int = 64 * 1024 * 1024  # files above this are split
     stall_seconds: float = 30.0
     max_attempts: int = 5
@@ -378,8 +378,8 @@ class FileTransfer:
 class _Widening:
     """How many connections to add: a link whose connections are each capped (a CDN edge, a long round trip)
     carries more with more of them, up to its own cap; a link bound by this machine's CPU does not. The first
-    second (connections opening) is not measured; then two more after each second whose throughput was
-    WIDEN_GAIN × the one before, and none once it was not."""
+    WIDEN_SECONDS (connections opening) are not measured; then WIDEN_STEP more after each such span whose
+    throughput was WIDEN_GAIN × the one before, and none once it was not."""
 
     def __init__(self, most: int):
         self.most = most

@@ -308,7 +308,7 @@ CATALOG_SEARCH_BACKEND = env_choice("LLM_MANAGER_SEARCH_BACKEND", "fts", ("fts",
 
 # --- Downloads ----------------------------------------------------------------
 DOWNLOAD_PARTS = _env_int("LLM_MANAGER_DOWNLOAD_PARTS", 8)
-# More connections are opened, two at a time, while they raise the file's throughput (capped links), up to this.
+# More connections are opened, four at a time, while they raise the file's throughput (capped links), up to this.
 DOWNLOAD_MAX_PARTS = _env_int("LLM_MANAGER_DOWNLOAD_MAX_PARTS", 16)
 DOWNLOAD_PART_THRESHOLD_MB = _env_int("LLM_MANAGER_DOWNLOAD_PART_THRESHOLD_MB", 64)
 DOWNLOAD_STALL_SECONDS = _env_float("LLM_MANAGER_DOWNLOAD_STALL_SECONDS", 30.0)

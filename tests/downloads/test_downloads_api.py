@@ -436,7 +436,7 @@ def test_pull_command_downloads_in_the_foreground(dl_service):
 
 def test_on_a_link_that_caps_each_connection_more_connections_are_opened(start_service, fake_hub):
     """Each connection capped at 4 MiB/s (as a CDN edge caps them): the file starts on two connections and opens
-    more, two a second, while they raise its throughput."""
+    more, four every half second, while they raise its throughput."""
     data = bytes(range(256)) * (128 * 4096)  # 128 MiB: eight 16 MiB parts
     fake_hub.add_repo("test-org/capped-link", files={"model.safetensors": data, "config.json": b"{}"})
     service = start_service({"LLM_MANAGER_DOWNLOAD_PARTS": "2", "LLM_MANAGER_DOWNLOAD_MAX_PARTS": "8",
