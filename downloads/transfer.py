@@ -133,6 +133,8 @@ class FileTransfer:
         self._unsaved = 0
         self._received = 0  # bytes written since take_received() was last called
         self._written = 0  # bytes written in all, for the widening
+        self._worker_limit = settings.part_count  # workers beyond it leave after their current part
+        self._working = 0
         self._connections: set[http.client.HTTPConnection] = set()  # of all workers, to cut on a stop
 
     def run(self, tick: Callable[[], None], tick_seconds: float = 0.5) -> str:
@@ -153,13 +155,16 @@ class FileTransfer:
             hasher = threading.Thread(target=self._hash, args=(fd, hashed), daemon=True)
             threads = [*workers, hasher]
             widening = _Widening(self.settings.max_part_count)
+            self._worker_limit = len(workers)
             try:
                 for thread in threads:
                     thread.start()
                 while alive := [thread for thread in threads if thread.is_alive()]:
                     alive[0].join(tick_seconds)
                     tick()
-                    for _ in range(widening.more(len(workers), self._written) if todo.qsize() else 0):
+                    if todo.qsize():
+                        self._worker_limit = widening.target(len(workers), self._written)
+                    while len(workers) < self._worker_limit:
                         workers.append(threading.Thread(target=self._work, args=(fd, todo), daemon=True))
                         threads.append(workers[-1])
                         workers[-1].start()
@@ -190,8 +195,18 @@ class FileTransfer:
     def _work(self, fd: int, todo: queue.Queue) -> None:
         connections = _Connections(self.settings, self._connections, self._lock)
         buffer = memoryview(bytearray(MAX_READ_BYTES))
+        with self._lock:
+            self._working += 1
+        counted = True
         try:
             while not self.stop.is_set():
+                with self._lock:
+                    # One too many (the last connections opened did not raise the throughput): it leaves, with
+                    # the bytes in flight on its connection that a crash would lose.
+                    if self._working > self._worker_limit:
+                        self._working -= 1
+                        counted = False
+                        return
                 try:
                     part = todo.get_nowait()
                 except queue.Empty:
@@ -200,6 +215,9 @@ class FileTransfer:
         except BaseException as exc:  # reported to run(), which stops the others
             self._errors.append(exc)
         finally:
+            if counted:
+                with self._lock:
+                    self._working -= 1
             connections.close()
 
     def _run_part(self, fd: int, part: list[int], connections: _Connections, buffer: memoryview) -> None:
@@ -376,29 +394,37 @@ class FileTransfer:
 
 
 class _Widening:
-    """How many connections to add: a link whose connections are each capped (a CDN edge, a long round trip)
-    carries more with more of them, up to its own cap; a link bound by this machine's CPU does not. The first
-    WIDEN_SECONDS (connections opening) are not measured; then WIDEN_STEP more after each such span whose
-    throughput was WIDEN_GAIN × the one before, and none once it was not."""
+    """How many connections a file should have: a link whose connections are each capped (a CDN edge, a long
+    round trip) carries more with more of them, up to its own cap; a link bound by this machine's CPU does not.
+    The first WIDEN_SECONDS (connections opening) are not measured; then WIDEN_STEP more after each such span
+    whose throughput was WIDEN_GAIN × the one before; once a step did not raise it, back to the count before
+    that step, for good."""
 
     def __init__(self, most: int):
         self.most = most
         self.since, self.written = time.monotonic(), 0
-        self.rate: float | None = None  # of the last second measured
-        self.warming, self.done = True, False
+        self.rate: float | None = None  # of the last span measured
+        self.before_step = 0  # the count before the last step
+        self.warming, self.settled = True, 0  # settled: the final count, once known
 
-    def more(self, count: int, written: int) -> int:
+    def target(self, count: int, written: int) -> int:
         now = time.monotonic()
-        if self.done or now - self.since < WIDEN_SECONDS:
-            return 0
+        if self.settled or now - self.since < WIDEN_SECONDS:
+            return self.settled or count
         rate = (written - self.written) / (now - self.since)
         self.since, self.written = now, written
         if self.warming:
             self.warming = False
-            return 0
+            return count
         previous, self.rate = self.rate, rate
-        self.done = count >= self.most or (previous is not None and rate < previous * WIDEN_GAIN)
-        return 0 if self.done else min(WIDEN_STEP, self.most - count)
+        if previous is not None and rate < previous * WIDEN_GAIN:
+            self.settled = self.before_step
+        elif count >= self.most:
+            self.settled = count
+        else:
+            self.before_step = count
+            return min(count + WIDEN_STEP, self.most)
+        return self.settled
 
 
 def _check_status(response: http.client.HTTPResponse) -> None:
