@@ -8,7 +8,10 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from tests.service import free_port
 
@@ -65,3 +68,40 @@ class PrivatePostgres:
         subprocess.run(["runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D", str(self.data), "-m",
                         "immediate", "stop"], capture_output=True, timeout=60)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def shared_postgres_url() -> str | None:
+    """The server of the machine (127.0.0.1:5432, trust authentication) as `postgresql://USER@HOST:PORT`, if it
+    answers."""
+    try:
+        import psycopg
+    except ImportError:
+        return None
+    for user in ("postgres", "root"):
+        try:
+            with psycopg.connect(f"postgresql://{user}@127.0.0.1:5432/test", connect_timeout=3) as connection:
+                connection.execute("SELECT 1")
+            return f"postgresql://{user}@127.0.0.1:5432"
+        except psycopg.Error:
+            continue
+    return None
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """The URL of a new database on the machine's server, dropped afterwards; skips the test if none answers."""
+    import pytest
+
+    base = shared_postgres_url()
+    if base is None:
+        pytest.skip("no PostgreSQL answers on 127.0.0.1:5432")
+    import psycopg
+
+    name = f"llm_manager_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{base}/test", autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(f"{base}/test", autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -2,11 +2,11 @@
 
 import signal
 import socket
-import uuid
 
 import psutil
 import pytest
 
+from tests.postgres import scratch_database
 from tests.service import REPO_ROOT, Service, wait_for
 
 
@@ -35,44 +35,20 @@ def test_start_script_serves_api_and_admin_and_stops_cleanly_on_sigterm(tmp_path
     assert not alive, [p.pid for p in alive]
 
 
-def _postgres_url() -> str | None:
-    try:
-        import psycopg
-    except ImportError:
-        return None
-    for user in ("postgres", "root"):
-        try:
-            with psycopg.connect(f"postgresql://{user}@127.0.0.1:5432/test", connect_timeout=3) as connection:
-                connection.execute("SELECT 1")
-            return f"postgresql://{user}@127.0.0.1:5432"
-        except psycopg.Error:
-            continue
-    return None
-
-
 def test_database_url_runs_the_service_on_postgresql(start_service):
-    base = _postgres_url()
-    if base is None:
-        pytest.skip("no PostgreSQL answers on 127.0.0.1:5432")
     import psycopg
 
-    name = f"llm_manager_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(f"{base}/test", autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        service = start_service({"DATABASE_URL": f"{base}/{name}"})
+    with scratch_database() as url:
+        service = start_service({"DATABASE_URL": url})
         with service.client() as client:
             health = client.get("/api/system/health").json()["data"]
             assert "postgresql reachable" in health["checks"]["database"]["detail"]
             wait_for(lambda: workers_healthy(client), 30, what="the worker cluster's heartbeat")
             assert client.get("/api/downloads/list").json()["data"]["pagination"]["total"] == 0
-        with psycopg.connect(f"{base}/{name}") as connection:
+        with psycopg.connect(url) as connection:
             tables = {row[0] for row in connection.execute("SELECT tablename FROM pg_tables")}
         assert {"downloads_downloadtask", "deployments_deployment", "catalog_catalogmodel"} <= tables
         service.stop()
-    finally:
-        with psycopg.connect(f"{base}/test", autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _redis_answers() -> bool:
