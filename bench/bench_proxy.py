@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,7 +26,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from engine_setup import REPO_ROOT, TINY_REPO, start, wait
+from engine_setup import TINY_REPO, start, wait
 
 MESSAGES = [{"role": "user", "content": "Hello!"}]
 
@@ -62,9 +60,7 @@ def first_chunk(client: httpx.Client, url: str, body: dict, count: int) -> list[
 
 def new_key(service, name: str, *flags: str) -> dict[str, str]:
     """A key made with `manage.py apikey create`, as the header that sends it."""
-    made = subprocess.run([sys.executable, str(REPO_ROOT / "manage.py"), "apikey", "create", name, "--scopes",
-                           "read,inference", *flags], env=service.env, capture_output=True, text=True, check=True)
-    return {"Authorization": f"Bearer {made.stdout.strip()}"}
+    return {"Authorization": f"Bearer {service.create_key(name, '--scopes', 'read,inference', *flags)}"}
 
 
 def cpu_seconds(processes: list[psutil.Process]) -> float:

@@ -19,7 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -27,21 +27,9 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from tests.postgres import scratch_database, shared_postgres_url  # noqa: E402
 from tests.service import Service  # noqa: E402
 from tests.synthetic_catalog import fill, searches  # noqa: E402
-
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
-
-
-def postgres_answers() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(f"{POSTGRES}/test", connect_timeout=3) as connection:
-            connection.execute("SELECT 1")
-        return True
-    except Exception:  # noqa: BLE001 (no driver, no server, no access: all mean "not here")
-        return False
 
 
 def measure(service: Service, queries: list[dict]) -> tuple[list[float], list[dict]]:
@@ -69,43 +57,32 @@ def main() -> None:
     parser.add_argument("--baseline-searches", type=int, default=100)
     args = parser.parse_args()
     queries = searches(args.searches)
-    databases = {"sqlite": {}}
-    name = f"bench_search_{uuid.uuid4().hex[:8]}"
-    if postgres_answers():
-        import psycopg
-
-        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
-        databases["postgresql"] = {"DATABASE_URL": f"{POSTGRES}/{name}"}
-    else:
-        print(f"PostgreSQL does not answer at {POSTGRES}: SQLite only")
     rows = []
     pages: dict[str, list[dict]] = {}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for database, env in databases.items():
-                data_dir = Path(tmp) / database
-                env = {**env, "LLM_MANAGER_DATA_DIR": str(data_dir)}
-                started = time.monotonic()
-                size = fill(env, args.entries)
-                print(f"{database}: catalog of {size} entries filled in {time.monotonic() - started:.0f} s")
-                for backend, batch in (("fts", queries), ("like", queries[:args.baseline_searches])):
-                    service = Service(data_dir, env={**env, "LLM_MANAGER_SEARCH_BACKEND": backend,
-                                                     "LLM_MANAGER_OFFLINE": "1", "LLM_MANAGER_LOG_LEVEL": "WARNING"},
-                                      args=["--no-worker"]).start(timeout=600)
-                    try:
-                        latencies, answers = measure(service, batch)
-                    finally:
-                        service.stop()
-                    rows.append((database, backend, len(batch), latencies))
-                    if backend == "fts":
-                        pages[database] = answers
-    finally:
-        if "postgresql" in databases:
-            import psycopg
-
-            with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as connection:
-                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with ExitStack() as stack:
+        databases: dict[str, dict[str, str]] = {"sqlite": {}}
+        if shared_postgres_url():  # a database of its own, dropped afterwards
+            databases["postgresql"] = {"DATABASE_URL": stack.enter_context(scratch_database())}
+        else:
+            print("PostgreSQL does not answer at 127.0.0.1:5432: SQLite only")
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        for database, env in databases.items():
+            data_dir = Path(tmp) / database
+            env = {**env, "LLM_MANAGER_DATA_DIR": str(data_dir)}
+            started = time.monotonic()
+            size = fill(env, args.entries)
+            print(f"{database}: catalog of {size} entries filled in {time.monotonic() - started:.0f} s")
+            for backend, batch in (("fts", queries), ("like", queries[:args.baseline_searches])):
+                service = Service(data_dir, env={**env, "LLM_MANAGER_SEARCH_BACKEND": backend,
+                                                 "LLM_MANAGER_OFFLINE": "1", "LLM_MANAGER_LOG_LEVEL": "WARNING"},
+                                  args=["--no-worker"]).start(timeout=600)
+                try:
+                    latencies, answers = measure(service, batch)
+                finally:
+                    service.stop()
+                rows.append((database, backend, len(batch), latencies))
+                if backend == "fts":
+                    pages[database] = answers
 
     print(f"\n{'database':<12}{'search':<12}{'searches':>9}{'p50 ms':>10}{'p95 ms':>10}")
     for database, backend, count, latencies in rows:

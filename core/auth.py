@@ -81,7 +81,7 @@ class ApiKeyMiddleware(HybridMiddleware):
         key = _presented_key(request)
         if key and keys.keys_required():
             try:
-                found = keys.cached_caller(key, client_ip(request)) or keys.lookup_caller(key, client_ip(request))
+                found = keys.caller_for_key(key, client_ip(request))
             except keys.KeyRefused as refused:
                 return error_for_path(request.path, "UNAUTHORIZED", str(refused), 401)
         else:
@@ -92,10 +92,10 @@ class ApiKeyMiddleware(HybridMiddleware):
 
     def _session_caller(self, request: HttpRequest) -> Caller | HttpResponse:
         user = _session_user(request)
-        if user is not None and user.is_authenticated and user.is_staff:
+        if _is_staff(user):
             # A cookie is sent by the browser on its own: writes need the CSRF token too.
             refused = CsrfViewMiddleware(self.get_response).process_view(request, None, (), {})
-            return refused or Caller(name=user.get_username(), kind="user", ip=client_ip(request))
+            return refused or _user_caller(request, user)
         if keys.keys_required():
             return error_for_path(request.path, "UNAUTHORIZED", UNAUTHORIZED_MESSAGE, 401)
         return Caller(name="anonymous", kind="anonymous", ip=client_ip(request))
@@ -163,10 +163,18 @@ def _session_user(request: HttpRequest):
     return get_user(request)
 
 
+def _is_staff(user) -> bool:
+    return user is not None and user.is_authenticated and user.is_staff
+
+
+def _user_caller(request: HttpRequest, user) -> Caller:
+    return Caller(name=user.get_username(), kind="user", ip=client_ip(request))
+
+
 def _set_console_caller(request: HttpRequest) -> None:
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        current_caller.set(Caller(name=user.get_username(), kind="user", ip=client_ip(request)))
+        current_caller.set(_user_caller(request, user))
 
 
 class WebSocketApiKeyMiddleware:
@@ -188,10 +196,10 @@ class WebSocketApiKeyMiddleware:
 
 
 def _may_watch(key: str, user) -> bool:
-    if not keys.keys_required() or (user is not None and user.is_authenticated and user.is_staff):
+    if not keys.keys_required() or _is_staff(user):
         return True
     try:
-        found = keys.cached_caller(key, "") or keys.lookup_caller(key, "") if key else None
+        found = keys.caller_for_key(key, "") if key else None
     except keys.KeyRefused:
         return False
     return found is not None and keys.scope_granted(found, "read", "/ws/")

@@ -77,7 +77,7 @@ def cached_keys_required() -> bool | None:
 
 def cached_caller(key: str, ip: str) -> Caller | None:
     """The caller for `key` if this process looked it up lately (raises KeyRefused for a refused one); None if it
-    must be looked up (lookup_caller, which reads the database)."""
+    must be looked up (caller_for_key, which reads the database)."""
     hit = _callers.get(_digest(key))
     if hit is None or time.monotonic() - hit[0] > KEY_CACHE_SECONDS:
         return None
@@ -86,9 +86,12 @@ def cached_caller(key: str, ip: str) -> Caller | None:
     return _with_ip(hit[1], ip)
 
 
-def lookup_caller(key: str, ip: str) -> Caller:
-    """The caller `key` stands for, read from the database (and kept for KEY_CACHE_SECONDS); KeyRefused if none."""
-    found: Caller | str
+def caller_for_key(key: str, ip: str) -> Caller:
+    """The caller `key` stands for: from this process's cache, else read from the database (and kept for
+    KEY_CACHE_SECONDS); KeyRefused if none."""
+    found: Caller | str | None = cached_caller(key, ip)
+    if found is not None:
+        return found
     if settings.API_KEY and hmac.compare_digest(key.encode(), settings.API_KEY.encode()):
         found = Caller(name=ENV_KEY_NAME, kind="env-key")
     else:

@@ -16,6 +16,9 @@ import psutil
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+MANAGE = [sys.executable, str(REPO_ROOT / "manage.py")]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -76,6 +79,15 @@ class Service:
     def client(self, **kwargs) -> httpx.Client:
         return httpx.Client(base_url=self.url, **{"timeout": 30, **kwargs})
 
+    def manage(self, *args: str, check: bool = False, stdin: str = "", **env: str) -> subprocess.CompletedProcess:
+        """`manage.py ARGS` with this service's environment (its data dir and database), as an operator runs it."""
+        return subprocess.run([*MANAGE, *args], cwd=REPO_ROOT, env={**self.env, **env}, input=stdin,
+                              capture_output=True, text=True, check=check, timeout=120)
+
+    def create_key(self, name: str, *flags: str) -> str:
+        """A new API key, made with `apikey create` (which prints it, once)."""
+        return self.manage("apikey", "create", name, *flags, check=True).stdout.strip()
+
     def stop(self, timeout: float = 30) -> int:
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else 0
@@ -85,9 +97,6 @@ class Service:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
-
-
-MANAGE = [sys.executable, str(REPO_ROOT / "manage.py")]
 
 
 class SplitService:

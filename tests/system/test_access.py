@@ -9,8 +9,6 @@ from __future__ import annotations
 import getpass
 import json
 import re
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -23,7 +21,7 @@ from websockets.sync.client import connect
 
 from tests.engines import TINY_REPO, deploy, download, wait_deployment
 from tests.envelope import assert_error, assert_success
-from tests.service import REPO_ROOT, Service, wait_for
+from tests.service import Service, wait_for
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python[server] is not installed")
 
@@ -32,13 +30,8 @@ OPERATOR = ("auditor", "auditor-password-1")
 HELLO = {"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 4, "seed": 1}
 
 
-def manage(service: Service, *args: str, check: bool = True, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO_ROOT / "manage.py"), *args], env={**service.env, **env},
-                          cwd=REPO_ROOT, capture_output=True, text=True, check=check, timeout=120)
-
-
 def new_key(service: Service, name: str, *flags: str) -> str:
-    key = manage(service, "apikey", "create", name, *flags).stdout.strip()
+    key = service.create_key(name, *flags)
     assert re.fullmatch(r"[A-Za-z0-9]{8}\.[A-Za-z0-9]{32}", key), key
     return key
 
@@ -78,7 +71,7 @@ def test_the_service_is_open_until_a_key_exists_then_refuses_callers_without_one
         assert client.get("/api/system/load", headers=as_key(key)).status_code == 200
         assert client.get("/health").status_code == 200 and client.get("/api/health").status_code == 200
         # Its revocation leaves no usable key: open again.
-        manage(service, "apikey", "revoke", "first")
+        service.manage("apikey", "revoke", "first", check=True)
         wait_for(lambda: client.get("/api/system/load").status_code == 200, 5, what="the service to open again")
 
 
@@ -154,7 +147,7 @@ def test_expired_and_revoked_keys_are_refused_saying_so_and_revocation_takes_eff
     doomed = new_key(keyed, "doomed", "--scopes", "read,inference")
     for _ in range(3):  # seen, and so cached, by the service
         assert_success(api.get("/api/system/load", headers=as_key(doomed)))
-    manage(keyed, "apikey", "revoke", "doomed")
+    keyed.manage("apikey", "revoke", "doomed", check=True)
     revoked_at = time.monotonic()
     refused = wait_for(lambda: (r := api.get("/api/system/load", headers=as_key(doomed))).status_code == 401 and r,
                        10, interval=0.05, what="the revocation")
@@ -164,7 +157,7 @@ def test_expired_and_revoked_keys_are_refused_saying_so_and_revocation_takes_eff
     assert openai.status_code == 401 and "revoked" in openai.json()["error"]["message"]
     assert_error(api.get("/api/system/load", headers=as_key("nosuch12.abc")), 401, "UNAUTHORIZED")
     assert_error(api.get("/api/system/load", headers=as_key("garbage")), 401, "UNAUTHORIZED")
-    listed = manage(keyed, "apikey", "list").stdout
+    listed = keyed.manage("apikey", "list", check=True).stdout
     assert re.search(r"doomed .* revoked", listed) and re.search(r"brief .* expired", listed)
     assert doomed not in listed and doomed.split(".")[1] not in keyed.log()
 
@@ -232,7 +225,7 @@ def test_usage_per_key_adds_up_to_the_tokens_the_answers_reported(api, keyed):
 
 @contextmanager
 def _console_client(service: Service) -> Iterator[httpx.Client]:
-    manage(service, "createsuperuser", "--noinput", "--email", "a@example.com", check=False,
+    service.manage("createsuperuser", "--noinput", "--email", "a@example.com", check=False,
            DJANGO_SUPERUSER_USERNAME=OPERATOR[0], DJANGO_SUPERUSER_PASSWORD=OPERATOR[1])
     with service.client(follow_redirects=False) as client:
         client.get("/admin/login/")
@@ -258,7 +251,7 @@ def test_each_state_changing_call_leaves_one_audit_record_naming_who_made_it(api
     assert_error(api.put(f"/api/downloads/{task['id']}/pause", headers=as_ops), 400, "INVALID_ACTION")
     assert_success(api.put(f"/api/deployments/{second}/stop", headers=as_ops))
     # A command, as the operator's system user…
-    manage(keyed, "restart", "second")
+    keyed.manage("restart", "second", check=True)
     # …and the console, as its signed-in user.
     with _console_client(keyed) as console:
         answer = console.post(f"/admin/deployments/deployment/{second}/act/stop/",

@@ -8,7 +8,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 
 import httpx
 import pytest
@@ -107,9 +106,7 @@ def test_prometheus_scrapes_every_process_of_the_service(start_service, engine_e
     assert httpx.get(f"{service.url}/api/metrics/targets", headers=auth, timeout=10).json() == []  # no vLLM here
 
     # Prometheus scrapes with a key of its own, which may do nothing else.
-    scraper = subprocess.run([sys.executable, str(REPO_ROOT / "manage.py"), "apikey", "create", "prometheus",
-                              "--scopes", "metrics"], env=service.env, capture_output=True, text=True,
-                             check=True).stdout.strip()
+    scraper = service.create_key("prometheus", "--scopes", "metrics")
     assert_error(httpx.get(f"{service.url}/api/system/load", headers={"X-API-Key": scraper}), 403, "FORBIDDEN")
     url = prometheus(service.url, scraper)
     assert _value(url, 'llm_manager_http_requests_total{route="api/chat/<str:deployment_id>",method="POST",'
