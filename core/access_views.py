@@ -66,10 +66,10 @@ class KeyView(APIView):
 
 
 class AuditQuery(PageQuery, TimeRangeQuery):
-    actor = TextField(required=False, max_length=255, help_text="A key's name, a user's name, or `system`")
-    action = TextField(required=False, max_length=64, help_text="e.g. download.start, deployment.stop, key.create")
-    object = TextField(required=False, max_length=512, help_text="The object's id or name")
-    result = TextField(required=False, max_length=64, help_text="success, or an error code")
+    actor = TextField(required=False, allow_blank=True, max_length=255, help_text="A key's name, a user's name, or `system`")
+    action = TextField(required=False, allow_blank=True, max_length=64, help_text="e.g. download.start, deployment.stop, key.create")
+    object = TextField(required=False, allow_blank=True, max_length=512, help_text="The object's id or name")
+    result = TextField(required=False, allow_blank=True, max_length=64, help_text="success, or an error code")
 
 
 def event_to_dict(event: AuditEvent) -> dict:
@@ -86,6 +86,6 @@ class AuditView(APIView):
         events = AuditEvent.objects.all()
         for parameter, lookup in (("actor", "actor"), ("action", "action"), ("object", "object_id"),
                                   ("result", "result"), ("from", "at__gte"), ("to", "at__lt")):
-            if query.get(parameter) is not None:
+            if query.get(parameter) not in (None, ""):  # blank (or only control characters) filters nothing
                 events = events.filter(**{lookup: query[parameter]})
         return success(paginate(events, query["page"], query["page_size"]).as_data(event_to_dict))
