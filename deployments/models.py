@@ -45,6 +45,7 @@ class Deployment(models.Model):
     last_request_at = models.DateTimeField(null=True, blank=True, help_text="The proxy's last request to it")
     stop_reason = models.CharField(max_length=16, blank=True, help_text="requested or idle, once stopped")
     gpu_ids = models.JSONField(default=list, blank=True, help_text="The GPUs it was placed on (CUDA_VISIBLE_DEVICES)")
+    node = models.CharField(max_length=255, blank=True, help_text="The cluster node it runs on (empty: this machine)")
     task = models.CharField(max_length=16, choices=DeploymentTask.choices, default=DeploymentTask.GENERATE)
     model_file = models.CharField(max_length=1024, blank=True,
                                   help_text="The model file deployed, of several in the repository (GGUF)")
@@ -73,3 +74,16 @@ class Deployment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} {self.model_id} ({self.status})"
+
+
+class Node(models.Model):
+    """What the service keeps of a cluster node beyond Ray's view of it (Ray owns membership and liveness)."""
+
+    name = models.CharField(primary_key=True, max_length=255)
+    ray_node_id = models.CharField(max_length=64, blank=True, help_text="Its Ray node id when last seen alive")
+    address = models.CharField(max_length=255, blank=True)
+    draining = models.BooleanField(default=False, help_text="Takes no new deployments; its own are moved away")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -73,3 +73,48 @@ def _no_room(inventory: list[Gpu], count: int, reserve_fraction: float, bytes_pe
         "INSUFFICIENT_GPU_MEMORY", f"{count} GPU(s) with room needed; " + "; ".join(
             f"GPU {f['gpu']}: {f['free_bytes']} bytes free, {f['needed_bytes']} needed" for f in figures),
         409, {"gpus": figures})
+
+
+@dataclass(frozen=True)
+class NodeRoom:
+    """A cluster node as placement sees it: its GPUs (Ray's count) and how many of them deployments hold."""
+
+    name: str
+    gpus: int
+    gpus_held: int
+    deployments: int
+    draining: bool = False
+
+
+def choose_node(nodes: list[NodeRoom], *, count: int, requested: str | None = None) -> str:
+    """The node a deployment of `count` GPUs (all on one node) goes to: `requested` (it must exist, not be draining
+    and have room), else the node with the most free GPUs (for a CPU engine: the fewest deployments), then by name.
+    PlacementError otherwise (400 unknown node, 409 draining or no room)."""
+    by_name = {node.name: node for node in nodes}
+
+    def room(node: NodeRoom) -> int:
+        return node.gpus - node.gpus_held
+
+    if requested:
+        node = by_name.get(requested)
+        if node is None:
+            raise PlacementError("VALIDATION_ERROR", f"node: no node {requested!r} in the cluster (it has "
+                                 f"{', '.join(sorted(by_name)) or 'none'})", 400, {"node": requested,
+                                                                                  "nodes": sorted(by_name)})
+        if node.draining:
+            raise PlacementError("NODE_DRAINING", f"node {requested} is draining: it takes no new deployments",
+                                 409, {"node": requested})
+        candidates = [node]
+    else:
+        candidates = [node for node in nodes if not node.draining]
+    fitting = [node for node in candidates if room(node) >= count]
+    if not fitting:
+        raise PlacementError(
+            "INSUFFICIENT_GPU_MEMORY", f"{count} free GPU(s) on one node needed; " + ("; ".join(
+                f"{node.name}: {room(node)} of {node.gpus} free" + (" (draining)" if node.draining else "")
+                for node in nodes) or "the cluster has no node"), 409,
+            {"gpu_count": count, "nodes": [{"node": node.name, "gpus": node.gpus, "gpus_free": room(node),
+                                            "draining": node.draining} for node in nodes]})
+    if count == 0:
+        return min(fitting, key=lambda node: (node.deployments, node.name)).name
+    return min(fitting, key=lambda node: (-room(node), node.name)).name

@@ -7,6 +7,10 @@ from django.db.models import QuerySet
 from core.api import ApiError
 from deployments.models import Deployment, DeploymentStatus
 
+# How long the proxy (inference.services) may go on using a deployment's host and port after reading them: an engine
+# that moves (a drain) keeps answering at least this long after its route changed.
+ROUTE_TTL = 1.0
+
 
 def get_deployment(deployment_id: str) -> Deployment:
     deployment = Deployment.objects.filter(id=deployment_id).first()

@@ -44,6 +44,7 @@ def deployment_to_dict(deployment: Deployment) -> dict[str, Any]:
         "stopped_at": utc_timestamp(deployment.stopped_at) if deployment.stopped_at else None,
         "task": deployment.task,
         "gpu_ids": deployment.gpu_ids,
+        "node": deployment.node or None,
         "idle_timeout": deployment.idle_timeout,
         "last_request_at": utc_timestamp(deployment.last_request_at) if deployment.last_request_at else None,
         "stop_reason": deployment.stop_reason or None,

@@ -6,18 +6,15 @@ The engines' processes are handled by `supervisor`; what a model needs by `resol
 from __future__ import annotations
 
 import httpx
-import psutil
 from django.conf import settings
 from django.utils import timezone
 
 from catalog.sources import ModelFiles
 from core.api import ApiError
 from core.audit import audited
-from core.host import gpu_stats
 from deployments import supervisor
 from deployments.engines import ENGINES, Engine, choose
 from deployments.models import Deployment, DeploymentStatus, DeploymentTask, RestartPolicy
-from deployments.placement import Gpu, PlacementError, place
 from deployments.resolution import chat_template_problem, gguf_shape, memory_needed, model_files
 from deployments.selectors import get_deployment
 
@@ -35,51 +32,28 @@ def _engine_for(model: ModelFiles, engine: str | None, gpus: list[dict]) -> Engi
     return chosen
 
 
-def inventory(gpus: list[dict]) -> list[Gpu]:
-    return [Gpu(index=g["index"], name=g["name"], total_bytes=g["memory_total_bytes"],
-                free_bytes=g["memory_free_bytes"]) for g in gpus]
-
-
-def _fit(model: ModelFiles, chosen: Engine, gpus: list[dict], *, max_model_len: int | None,
-         gpu_memory_utilization: float, tensor_parallel_size: int, gpu_ids: list[int] | None, gpu_count: int | None,
-         force: bool) -> tuple[int, int, list[int]]:
-    """(bytes the model needs, bytes free for it, the GPUs it takes): on GPUs, placed by deployments.placement
-    (INSUFFICIENT_GPU_MEMORY, unless `force`); else in the machine's memory (its fit checked by the caller)."""
-    required = memory_needed(model, max_model_len)
-    count = len(gpu_ids) if gpu_ids else (
-        gpu_count if gpu_count is not None else chosen.default_gpu_count(tensor_parallel_size, len(gpus)))
-    reserve = gpu_memory_utilization if chosen.gpu_use == "tensor_parallel" else 0.0
-    try:
-        placed = place(inventory(gpus), count=count, requested=gpu_ids, reserve_fraction=0.0 if force else reserve,
-                       bytes_per_gpu=0 if force else required // max(count, 1))
-    except PlacementError as exc:
-        raise ApiError(exc.code, exc.message + ("" if exc.code != "INSUFFICIENT_GPU_MEMORY" else
-                                                " (send force: true to start anyway)"), exc.http_status,
-                       exc.details) from None
-    if placed:
-        return required, sum(g["memory_free_bytes"] for g in gpus if g["index"] in placed), placed
-    return required, int(psutil.virtual_memory().available), []
-
-
 def memory_estimate(*, model_id: str, model_source: str, engine: str | None = None, max_model_len: int | None = None,
                     gpu_memory_utilization: float = 0.9, file: str = "", quantization: str = "") -> dict:
     """What starting this deployment would need, before starting it (the console shows it on its form)."""
-    gpus = gpu_stats()
+    host = supervisor.host()
+    gpus = host.gpus()
     model = model_files(model_id=model_id, source=model_source, file=file, quantization=quantization)
     chosen = _engine_for(model, engine, gpus)
+    described = {"engine": chosen.name, "format": model.format, "file": model.file or None,
+                 "file_reason": model.file_reason or None}
     try:
-        required, available, placed = _fit(model, chosen, gpus, max_model_len=max_model_len,
-                                           gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=1,
-                                           gpu_ids=None, gpu_count=None, force=False)
+        admission = host.admit(model=model, engine=chosen, gpus=gpus, max_model_len=max_model_len,
+                               gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=1, gpu_ids=None,
+                               gpu_count=None, node=None, port=None, force=False)
     except ApiError as exc:
-        if exc.code != "INSUFFICIENT_GPU_MEMORY":
-            raise
-        return {"engine": chosen.name, "format": model.format, "fits": False, "gpus": exc.details["gpus"],
-                "required_bytes": memory_needed(model, max_model_len), "available_bytes": 0,
-                "file": model.file or None, "file_reason": model.file_reason or None}
-    return {"engine": chosen.name, "format": model.format, "required_bytes": required, "available_bytes": available,
-            "fits": required <= available or bool(placed), "gpu_ids": placed, "file": model.file or None,
-            "file_reason": model.file_reason or None}
+        if exc.code == "INSUFFICIENT_GPU_MEMORY":
+            return {**described, "fits": False, "gpus": exc.details.get("gpus", exc.details.get("nodes")),
+                    "required_bytes": memory_needed(model, max_model_len), "available_bytes": 0}
+        if exc.code == "INSUFFICIENT_MEMORY":
+            return {**described, "fits": False, **exc.details}
+        raise
+    return {**described, "required_bytes": admission.required_bytes, "available_bytes": admission.available_bytes,
+            "fits": True, "gpu_ids": admission.gpu_ids}
 
 
 def check_engine_args(engine: Engine, engine_args: list[str]) -> None:
@@ -99,41 +73,41 @@ def start_deployment(*, model_id: str, model_source: str, port: int | None = Non
                      engine_args: list[str] | None = None, env: dict[str, str] | None = None,
                      force: bool = False, file: str = "", quantization: str = "",
                      task: str = DeploymentTask.GENERATE, idle_timeout: int | None = None,
-                     gpu_ids: list[int] | None = None, gpu_count: int | None = None) -> Deployment:
+                     gpu_ids: list[int] | None = None, gpu_count: int | None = None,
+                     node: str | None = None) -> Deployment:
     """Start an engine for a downloaded model, on `gpu_ids` (or `gpu_count` GPUs, else the engine's default number)
     chosen by deployments.placement; `idle_timeout` (seconds, else LLM_MANAGER_IDLE_TIMEOUT) stops it after that
     long without a request."""
     model = model_files(model_id=model_id, source=model_source, file=file, quantization=quantization)
-    gpus = gpu_stats()
+    host = supervisor.host()
+    gpus = host.gpus()
     chosen = _engine_for(model, engine, gpus)
     if task not in chosen.tasks:
         raise ApiError("EMBEDDINGS_NOT_SUPPORTED", f"{chosen.name} cannot serve {model_id} for {task}; engines that "
                        f"can: {', '.join(sorted(e.name for e in ENGINES.values() if task in e.tasks))}", 400)
     check_engine_args(chosen, engine_args or [])
-    if port is not None and not supervisor.port_free(port):
-        raise ApiError("PORT_IN_USE", f"Port {port} is in use", 409)
     if "CUDA_VISIBLE_DEVICES" in (env or {}):
         raise ApiError("VALIDATION_ERROR", "env: CUDA_VISIBLE_DEVICES is set from the deployment's GPUs; use "
                        "gpu_ids or gpu_count", 400)
-    required, available, placed = _fit(model, chosen, gpus, max_model_len=max_model_len,
-                                       gpu_memory_utilization=gpu_memory_utilization,
-                                       tensor_parallel_size=tensor_parallel_size, gpu_ids=gpu_ids,
-                                       gpu_count=gpu_count, force=force)
-    if not placed and required > available and not force:
-        raise ApiError("INSUFFICIENT_MEMORY", f"{model_id} needs about {required} bytes; {available} are free "
-                       "(send force: true to start anyway)", 409,
-                       {"required_bytes": required, "available_bytes": available})
+    admission = host.admit(model=model, engine=chosen, gpus=gpus, max_model_len=max_model_len,
+                           gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
+                           gpu_ids=gpu_ids, gpu_count=gpu_count, node=node, port=port, force=force)
     chat_problem = chat_template_problem(model)
     deployment = Deployment.objects.create(
         name=name or "", model_id=model.model_id, model_source=model_source, engine=chosen.name,
-        port=port or supervisor.allocate_port(), gpu_memory_utilization=gpu_memory_utilization,
+        port=port, gpu_memory_utilization=gpu_memory_utilization, node=admission.node,
         max_model_len=max_model_len, restart_policy=restart_policy, supports_chat=not chat_problem,
         chat_problem=chat_problem,
-        task=task, idle_timeout=idle_timeout or settings.IDLE_TIMEOUT, gpu_ids=placed, model_file=model.file, model_file_reason=model.file_reason, engine_args=list(engine_args or []), env=dict(env or {}),
-        options={"tensor_parallel_size": tensor_parallel_size, "memory_required_bytes": required})
+        task=task, idle_timeout=idle_timeout or settings.IDLE_TIMEOUT, gpu_ids=admission.gpu_ids, model_file=model.file, model_file_reason=model.file_reason, engine_args=list(engine_args or []), env=dict(env or {}),
+        options={"tensor_parallel_size": tensor_parallel_size, "memory_required_bytes": admission.required_bytes,
+                 "gpu_count": admission.gpu_count, "node_requested": bool(node), "port_requested": port is not None})
     if not deployment.name:
         deployment.name = deployment.id
-    supervisor.spawn(deployment)
+    try:
+        supervisor.spawn(deployment)
+    except ApiError:
+        deployment.delete()  # not placed (a cluster that could not take it after all): nothing to keep
+        raise
     return deployment
 
 
@@ -200,3 +174,13 @@ def model_info(*, deployment: Deployment) -> dict:
             "context_length": shape.get("context_length") or shape.get("max_position_embeddings"),
             "max_model_len": deployment.max_model_len, "layers": shape.get("num_hidden_layers"),
             "hidden_size": shape.get("hidden_size"), "has_ollama_template": bool(model.go_chat_template)}
+
+
+@audited("node.drain", target="node_id")
+def drain_node(*, node_id: str) -> dict:
+    return supervisor.host().drain(node_id)
+
+
+@audited("node.undrain", target="node_id")
+def undrain_node(*, node_id: str) -> dict:
+    return supervisor.host().undrain(node_id)

@@ -9,6 +9,7 @@ finds its engines again by pid and process start time.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -17,7 +18,9 @@ import socket
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import httpx
 import psutil
@@ -27,10 +30,13 @@ from django.utils import timezone
 
 from catalog.sources import ModelFiles
 from core.api import ApiError
+from core.host import gpu_stats
+from core.logfiles import tail_lines
 from core.logs import log_context
-from deployments.engines import ENGINES, Launch, LaunchRequest
+from deployments.engines import ENGINES, Engine, Launch, LaunchRequest
 from deployments.models import Deployment, DeploymentStatus, RestartPolicy
-from deployments.resolution import model_files
+from deployments.placement import Gpu, PlacementError, place
+from deployments.resolution import memory_needed, model_files
 
 logger = logging.getLogger(__name__)
 
@@ -75,31 +81,174 @@ def process_alive(deployment: Deployment) -> bool:
         return False
 
 
+@dataclass
+class Admission:
+    """Where a new deployment goes, decided before it is recorded."""
+
+    gpu_ids: list[int]  # the GPUs here; on a cluster Ray assigns them on the node, so none yet
+    gpu_count: int
+    node: str  # the cluster node; "" for this machine
+    required_bytes: int
+    available_bytes: int
+
+
+class LocalHost:
+    """Engines as process groups of this machine (the default; deployments.cluster.RayHost is the other)."""
+
+    def gpus(self) -> list[dict]:
+        return gpu_stats()
+
+    def admit(self, *, model: ModelFiles, engine: Engine, gpus: list[dict], max_model_len: int | None,
+              gpu_memory_utilization: float, tensor_parallel_size: int, gpu_ids: list[int] | None,
+              gpu_count: int | None, node: str | None, port: int | None, force: bool) -> Admission:
+        """The GPUs it takes, placed by deployments.placement (INSUFFICIENT_GPU_MEMORY, unless `force`); on none,
+        the machine's memory must hold it (INSUFFICIENT_MEMORY, unless `force`)."""
+        if node:
+            raise ApiError("VALIDATION_ERROR", "node: this service runs no cluster (LLM_MANAGER_RAY_ADDRESS is "
+                           "unset): its deployments run on this machine", 400)
+        if port is not None and not port_free(port):
+            raise ApiError("PORT_IN_USE", f"Port {port} is in use", 409)
+        required = memory_needed(model, max_model_len)
+        count = len(gpu_ids) if gpu_ids else (
+            gpu_count if gpu_count is not None else engine.default_gpu_count(tensor_parallel_size, len(gpus)))
+        reserve = gpu_memory_utilization if engine.gpu_use == "tensor_parallel" else 0.0
+        inventory = [Gpu(index=g["index"], name=g["name"], total_bytes=g["memory_total_bytes"],
+                         free_bytes=g["memory_free_bytes"]) for g in gpus]
+        try:
+            placed = place(inventory, count=count, requested=gpu_ids, reserve_fraction=0.0 if force else reserve,
+                           bytes_per_gpu=0 if force else required // max(count, 1))
+        except PlacementError as exc:
+            raise ApiError(exc.code, exc.message + ("" if exc.code != "INSUFFICIENT_GPU_MEMORY" else
+                                                    " (send force: true to start anyway)"), exc.http_status,
+                           exc.details) from None
+        if placed:
+            available = sum(g["memory_free_bytes"] for g in gpus if g["index"] in placed)
+        else:
+            available = int(psutil.virtual_memory().available)
+            if required > available and not force:
+                raise ApiError("INSUFFICIENT_MEMORY", f"{model.model_id} needs about {required} bytes; {available} "
+                               "are free (send force: true to start anyway)", 409,
+                               {"required_bytes": required, "available_bytes": available})
+        return Admission(gpu_ids=placed, gpu_count=len(placed), node="", required_bytes=required,
+                         available_bytes=available)
+
+    def start(self, deployment: Deployment, launch_for: Callable[[Deployment], Launch]) -> subprocess.Popen:
+        if deployment.port is None:
+            deployment.port = allocate_port()
+        launch = launch_for(deployment)
+        with open(deployment.log_path, "ab") as log:
+            log.write(f"\n--- {timezone.now().isoformat()} starting: {' '.join(launch.argv)}\n".encode())
+            log.flush()
+            process = subprocess.Popen(launch.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       env={**os.environ, **launch.env}, cwd=settings.DATA_DIR,
+                                       start_new_session=True)
+        deployment.pid = process.pid
+        deployment.options = {**deployment.options, "pid_started": psutil.Process(process.pid).create_time(),
+                              "spawned_at": time.time()}
+        return process
+
+    def alive(self, deployment: Deployment) -> bool:
+        return process_alive(deployment)
+
+    def why_down(self, deployment: Deployment) -> str:
+        return "the engine process exited"
+
+    def stop(self, deployment: Deployment, grace: float) -> None:
+        """SIGTERM to the engine's process group, SIGKILL after the grace period."""
+        if not deployment.pid or not process_alive(deployment):
+            return
+        try:
+            os.killpg(deployment.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and process_alive(deployment):
+            time.sleep(0.1)
+        try:
+            os.killpg(deployment.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def release(self, deployment: Deployment) -> None:
+        """Nothing is held here beyond the process."""
+
+    def log_lines(self, deployment: Deployment, lines: int) -> list[str] | None:
+        return None  # the log file on this machine is the log
+
+    def nodes(self) -> list[dict]:
+        """This machine, the one node engines run on without a cluster."""
+        return [self.node("local")]
+
+    def node(self, node_id: str) -> dict:
+        if node_id not in ("local", socket.gethostname()):
+            raise ApiError("NODE_NOT_FOUND", f"No node {node_id!r}: without a cluster, engines run on this machine "
+                           "alone (node `local`)", 404)
+        held = Deployment.objects.filter(status__in=ACTIVE)
+        by_gpu = {deployment.id: deployment.gpu_ids for deployment in held if deployment.gpu_ids}
+        disk = psutil.disk_usage(str(settings.DATA_DIR))
+        return {"id": "local", "name": socket.gethostname(), "ray_node_id": None, "address": "127.0.0.1",
+                "alive": True, "draining": False, "head": True,
+                "gpus": {"total": len(gpu_stats()), "held": sum(len(ids) for ids in by_gpu.values()),
+                         "by_deployment": by_gpu, "devices": gpu_stats()},
+                "cpus": psutil.cpu_count(), "memory_bytes": psutil.virtual_memory().total,
+                "disk_free_bytes": disk.free,
+                "deployments": [{"id": d.id, "name": d.name, "status": d.status, "gpu_ids": d.gpu_ids,
+                                 "port": d.port} for d in held]}
+
+    def drain(self, node_id: str) -> dict:
+        self.node(node_id)
+        raise ApiError("INVALID_ACTION", "Draining needs a cluster (LLM_MANAGER_RAY_ADDRESS): without one there is "
+                       "no other node to move deployments to", 400)
+
+    undrain = drain
+
+
+@functools.cache
+def host() -> LocalHost:
+    """Where engines run, chosen once: a Ray cluster's nodes with LLM_MANAGER_RAY_ADDRESS, else this machine."""
+    if settings.RAY_ADDRESS:
+        from deployments.cluster import RayHost
+
+        return RayHost()
+    return LocalHost()
+
+
+def log_lines(deployment: Deployment, lines: int) -> list[str]:
+    """The engine's last log lines: from its host (a cluster node's actor), else from the log file here."""
+    found = host().log_lines(deployment, lines)
+    return found if found is not None else tail_lines(log_path(deployment), lines)
+
+
 def spawn(deployment: Deployment) -> None:
-    """Start the engine in its own process group, its output appended to the deployment's log."""
+    """Start the engine on its host, its output appended to the deployment's log."""
     model = model_files(model_id=deployment.model_id, source=deployment.model_source, file=deployment.model_file)
-    launch = _launch(deployment, model)
     path = log_path(deployment)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as log:
-        log.write(f"\n--- {timezone.now().isoformat()} starting: {' '.join(launch.argv)}\n".encode())
-        log.flush()
-        process = subprocess.Popen(launch.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env={**os.environ, **launch.env}, cwd=settings.DATA_DIR, start_new_session=True)
-    deployment.pid = process.pid
     deployment.log_path = str(path)
+    launched: list[Launch] = []
+
+    def launch_for(placed: Deployment) -> Launch:
+        launched.append(_launch(placed, model))
+        return launched[-1]
+
+    process = host().start(deployment, launch_for)
+    launch = launched[-1]
     deployment.status = DeploymentStatus.STARTING
     deployment.error = ""
     deployment.started_at = None
     deployment.stopped_at = None
     deployment.stop_reason = ""
     deployment.probe_path, deployment.engine_model = launch.probe_path, launch.model_name
-    deployment.options = {**deployment.options, "pid_started": psutil.Process(process.pid).create_time(),
-                          "spawned_at": time.time(), "argv": launch.argv}
+    deployment.options = {**deployment.options, "argv": launch.argv}
     deployment.options.pop("restart_at", None)
     deployment.options.pop("probe_failures", None)
     deployment.save()
-    threading.Thread(target=_watch, args=(process, deployment.id), daemon=True, name=f"watch-{deployment.id}").start()
+    if process is not None:
+        threading.Thread(target=_watch, args=(process, deployment.id), daemon=True,
+                         name=f"watch-{deployment.id}").start()
+    else:
+        threading.Thread(target=_await_ready, args=(deployment.id, deployment.pid), daemon=True,
+                         name=f"ready-{deployment.id}").start()
 
 
 def _watch(process: subprocess.Popen, deployment_id: str) -> None:
@@ -131,9 +280,33 @@ def _follow(process: subprocess.Popen, deployment_id: str) -> None:
         close_old_connections()
 
 
+def _await_ready(deployment_id: str, pid: int) -> None:
+    """For an engine on another node (no process here to follow): promote it the moment its probe answers."""
+    try:
+        deadline = time.monotonic() + settings.ENGINE_READY_TIMEOUT
+        while time.monotonic() < deadline:
+            deployment = Deployment.objects.filter(id=deployment_id, pid=pid).first()
+            if deployment is None or deployment.status != DeploymentStatus.STARTING:
+                return
+            if probe(deployment)[0]:
+                _promote(deployment)
+                return
+            time.sleep(READY_POLL_SECONDS)
+    except Exception:
+        logger.exception("waiting for %s failed", deployment_id)
+    finally:
+        close_old_connections()
+
+
 def _promote(deployment: Deployment) -> None:
     Deployment.objects.filter(id=deployment.id, pid=deployment.pid, status=DeploymentStatus.STARTING).update(
         status=DeploymentStatus.RUNNING, started_at=timezone.now(), updated_at=timezone.now())
+
+
+def launch_of(deployment: Deployment) -> Launch:
+    """The argv and environment that start the deployment's engine where it is placed."""
+    return _launch(deployment, model_files(model_id=deployment.model_id, source=deployment.model_source,
+                                           file=deployment.model_file))
 
 
 def _launch(deployment: Deployment, model: ModelFiles) -> Launch:
@@ -153,37 +326,9 @@ def _launch(deployment: Deployment, model: ModelFiles) -> Launch:
 
 
 def terminate(deployment: Deployment, grace: float | None = None) -> None:
-    """SIGTERM to the engine's process group, SIGKILL after the grace period."""
-    if not deployment.pid or not process_alive(deployment):
-        return
-    grace = settings.ENGINE_STOP_GRACE if grace is None else grace
-    try:
-        os.killpg(deployment.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and process_alive(deployment):
-        time.sleep(0.1)
-    try:
-        os.killpg(deployment.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def tail_lines(path: Path, lines: int) -> list[str]:
-    """The last `lines` lines of a file, read backwards in blocks (never the whole file)."""
-    if not path.exists():
-        return []
-    block, data = 64 * 1024, b""
-    with open(path, "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        position = handle.tell()
-        while position > 0 and data.count(b"\n") <= lines:
-            step = min(block, position)
-            position -= step
-            handle.seek(position)
-            data = handle.read(step) + data
-    return [line.decode(errors="replace") for line in data.splitlines()[-lines:]]
+    """Stop the engine (SIGTERM, SIGKILL after the grace period) and free what its host held for it."""
+    host().stop(deployment, settings.ENGINE_STOP_GRACE if grace is None else grace)
+    host().release(deployment)
 
 
 def probe(deployment: Deployment) -> tuple[bool, float | None, str]:
@@ -199,7 +344,7 @@ def probe(deployment: Deployment) -> tuple[bool, float | None, str]:
 
 
 def health(deployment: Deployment) -> dict:
-    alive = process_alive(deployment)
+    alive = host().alive(deployment)
     ready, latency, detail = probe(deployment) if alive else (False, None, "process not running")
     return {"deployment_id": deployment.id, "status": deployment.status, "process_alive": alive, "pid": deployment.pid,
             "probe": {"ok": ready, "latency_ms": latency, "detail": detail, "path": deployment.probe_path or None},
@@ -234,10 +379,16 @@ def _supervise_one(deployment: Deployment) -> None:
         if restart_at and time.time() >= restart_at:
             deployment.restart_count += 1
             logger.info("restarting %s (restart %d)", deployment.id, deployment.restart_count)
-            spawn(deployment)
+            try:
+                spawn(deployment)
+            except ApiError as exc:  # nowhere to place it now (a cluster short of a node): try again later
+                Deployment.objects.filter(id=deployment.id, status=DeploymentStatus.ERROR).update(
+                    restart_count=deployment.restart_count, error=f"{deployment.error}\nrestart "
+                    f"{deployment.restart_count} failed: {exc.message}"[-4000:],
+                    options={**deployment.options, "restart_at": time.time() + min(60, 2 ** deployment.restart_count)})
         return
-    if not process_alive(deployment):
-        _failed(deployment, "the engine process exited")
+    if not host().alive(deployment):
+        _failed(deployment, host().why_down(deployment))
         return
     if deployment.status == DeploymentStatus.STARTING:
         if probe(deployment)[0]:
@@ -289,7 +440,8 @@ def _failed(deployment: Deployment, reason: str) -> None:
     """Mark the deployment `error` with the log's last lines, and schedule a restart if its policy allows.
 
     Only the first to notice a given process's end writes (the starter's watcher or the supervisor)."""
-    last_lines = "\n".join(tail_lines(Path(deployment.log_path), ERROR_LOG_LINES)) if deployment.log_path else ""
+    last_lines = "\n".join(log_lines(deployment, ERROR_LOG_LINES))
+    host().release(deployment)
     options = dict(deployment.options)
     policy = deployment.restart_policy
     if policy == RestartPolicy.ALWAYS or (policy == RestartPolicy.ON_FAILURE

@@ -47,6 +47,9 @@ class DeploymentStartRequest(serializers.Serializer):
                                     allow_null=True, min_length=1, max_length=64,
                                     help_text="The GPUs to start on (their NVML indexes); default: chosen by free "
                                               "memory")
+    node = TextField(required=False, allow_null=True, max_length=255,
+                     help_text="On a cluster: the node (its name, GET /api/nodes) to start on; default: the node "
+                               "with the most free GPUs")
     gpu_count = JsonIntegerField(required=False, allow_null=True, min_value=0, max_value=64,
                                  help_text="How many GPUs, chosen by free memory (default: tensor_parallel_size for "
                                            "vLLM, one for llama.cpp where there is a GPU, none for a CPU engine)")
@@ -131,7 +134,7 @@ class LogsView(APIView):
     def get(self, request, deployment_id: str):
         lines = validate_query(LogsQuery, request)["lines"]
         deployment = selectors.get_deployment(deployment_id)
-        found = supervisor.tail_lines(supervisor.log_path(deployment), lines)
+        found = supervisor.log_lines(deployment, lines)
         return success({"deployment_id": deployment.id, "lines": found, "count": len(found)})
 
 
@@ -152,3 +155,29 @@ class EnginesView(APIView):
                            "flags the service sets itself and flags operators often pass")
     def get(self, request):
         return success({"items": [shapes.engine_to_dict(engine) for engine in ENGINES.values()]})
+
+
+class NodesView(APIView):
+    @extend_schema(summary="The nodes engines run on: a cluster's Ray nodes, or this machine alone")
+    def get(self, request):
+        found = supervisor.host().nodes()
+        return success({"nodes": found, "count": len(found)})
+
+
+class NodeView(APIView):
+    @extend_schema(summary="One node: address, liveness, GPUs and which deployment holds which, deployments")
+    def get(self, request, node_id: str):
+        return success(supervisor.host().node(node_id))
+
+
+class NodeDrainView(APIView):
+    @extend_schema(summary="Drain a node: it takes no new deployments, and its own move to other nodes one by one "
+                           "(each answers on its new node before the old engine stops)")
+    def put(self, request, node_id: str):
+        return success(services.drain_node(node_id=node_id), "Node draining")
+
+
+class NodeUndrainView(APIView):
+    @extend_schema(summary="Let a drained node take deployments again")
+    def put(self, request, node_id: str):
+        return success(services.undrain_node(node_id=node_id), "Node takes deployments again")

@@ -26,6 +26,7 @@ from core.identity import caller
 from core.metrics import LATENCY_BUCKETS
 from deployments.engines import ENGINES
 from deployments.models import Deployment, DeploymentStatus, DeploymentTask
+from deployments.selectors import ROUTE_TTL
 from inference import loading
 from inference.engine_http import EnginePool, EngineRefused, EngineResponse, EngineUnavailable
 from inference.models import DeploymentUsage, UsageBucket
@@ -125,7 +126,6 @@ def validated(serializer_class: type[serializers.Serializer], body: Any) -> dict
 
 # The hot path reads no database: routes are cached for a second, usage is added up in memory and
 # written once a second. A deployment that stops is noticed within ROUTE_TTL (its engine refuses first).
-ROUTE_TTL = 1.0
 USAGE_FLUSH_SECONDS = 1.0
 _routes: dict[tuple[str, str], tuple[float, Deployment | None]] = {}
 _usage: dict[tuple[str, str], list[int]] = {}  # (deployment id, key name) → requests, errors, tokens in, out

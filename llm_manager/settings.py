@@ -334,5 +334,23 @@ METRICS_PUBLIC = _env_bool("LLM_MANAGER_METRICS_PUBLIC")
 LOAD_ON_DEMAND = _env_bool("LLM_MANAGER_LOAD_ON_DEMAND", True)
 # A deployment with no request for this many seconds stops (reason `idle`); unset: never. Per deployment too.
 IDLE_TIMEOUT: int | None = _env_int("LLM_MANAGER_IDLE_TIMEOUT", 0, minimum=10) or None
+# --- A cluster on Ray (docs/cluster.md) ---------------------------------------
+# The Ray head's address (HOST:PORT): deployments are then placed on the cluster's nodes, not on this machine.
+RAY_ADDRESS = _env("LLM_MANAGER_RAY_ADDRESS")
+# The address the cluster reaches this machine at (Ray's own guess when empty; `node join` passes it on too).
+NODE_IP = _env("LLM_MANAGER_NODE_IP")
+# The data dir's models/ is one file system mounted at the same path on every node: engines read it in place.
+SHARED_STORAGE = _env_bool("LLM_MANAGER_SHARED_STORAGE")
+if RAY_ADDRESS:
+    _cluster_needs = [need for need, missing in (
+        ("PostgreSQL (DATABASE_URL=postgres://…): every process on every node records into one database",
+         DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql"),
+        ("Redis (REDIS_URL=redis://…): rate limits, caches and download events shared by every process",
+         not REDIS_URL),
+        ("LLM_MANAGER_SHARED_STORAGE=true: nodes read the models from a file system shared at the same path",
+         not SHARED_STORAGE)) if missing]
+    if _cluster_needs:
+        raise SettingError("LLM_MANAGER_RAY_ADDRESS", "cluster mode needs " + "; ".join(_cluster_needs))
+
 ENGINE_LOG_MAX_BYTES = _env_int("LLM_MANAGER_ENGINE_LOG_MAX_BYTES", 10 * 1024 * 1024)
 ENGINE_LOG_BACKUPS = 3

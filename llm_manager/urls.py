@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core import access_views, views
+from deployments import urls as deployment_urls
 from deployments import views as deployment_views
 from downloads import views as download_views
 from system import views as system_views
@@ -20,6 +21,7 @@ urlpatterns = [
     path("api/models/", include("catalog.urls")),
     path("api/downloads/", include("downloads.urls")),
     path("api/deployments/", include("deployments.urls")),
+    path("api/nodes", include(deployment_urls.node_urlpatterns)),
     path("api/engines", deployment_views.EnginesView.as_view(), name="engines"),
     path("api/metrics/targets", system_views.MetricsTargetsView.as_view(), name="metrics-targets"),
     path("api/keys", access_views.KeysView.as_view(), name="keys"),

@@ -11,6 +11,7 @@ from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
+from deployments import console as nodes
 from inference import console as playground
 from system.selectors import dashboard_figures
 
@@ -29,5 +30,7 @@ class ConsoleAdminSite(admin.AdminSite):
             path("dashboard/figures", self.admin_view(dashboard_data), name="dashboard-figures"),
             path("playground/", self.admin_view(playground.page), name="playground"),
             path("usage/", self.admin_view(playground.usage_page), name="usage"),
+            path("nodes/", self.admin_view(nodes.nodes_page), name="nodes"),
+            path("nodes/<str:pk>/<str:action>", self.admin_view(nodes.node_action), name="node-action"),
             path("playground/<str:kind>/<str:deployment_id>", playground.send, name="playground-send"),
         ] + super().get_urls()

@@ -8,7 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import psutil
@@ -87,6 +89,19 @@ class Service:
     def create_key(self, name: str, *flags: str) -> str:
         """A new API key, made with `apikey create` (which prints it, once)."""
         return self.manage("apikey", "create", name, *flags, check=True).stdout.strip()
+
+    @contextmanager
+    def console_client(self, username: str, password: str) -> Iterator[httpx.Client]:
+        """A client signed in to the console as a staff user made with `createsuperuser`."""
+        self.manage("createsuperuser", "--noinput", "--email", f"{username}@example.com",
+                    DJANGO_SUPERUSER_USERNAME=username, DJANGO_SUPERUSER_PASSWORD=password)
+        with self.client(follow_redirects=False) as client:
+            client.get("/admin/login/")
+            answer = client.post("/admin/login/", data={"username": username, "password": password,
+                                                        "next": "/admin/",
+                                                        "csrfmiddlewaretoken": client.cookies["csrftoken"]})
+            assert answer.status_code == 302, answer.text[:500]
+            yield client
 
     def stop(self, timeout: float = 30) -> int:
         if self.process is None or self.process.poll() is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.placement import Gpu, PlacementError, place
+from deployments.placement import Gpu, NodeRoom, PlacementError, choose_node, place
 from tests.engines import TINY_REPO, deploy, download, wait_deployment
 from tests.envelope import assert_error, assert_success
 
@@ -71,6 +71,42 @@ def test_eight_gpus_tensor_parallel():
     assert too_many.value.code == "VALIDATION_ERROR" and "has 8" in too_many.value.message
 
 
+def test_a_cluster_node_is_chosen_by_free_gpus_then_name():
+    nodes = [NodeRoom("head", gpus=0, gpus_held=0, deployments=0), NodeRoom("b", gpus=4, gpus_held=1, deployments=1),
+             NodeRoom("a", gpus=2, gpus_held=0, deployments=2), NodeRoom("c", gpus=8, gpus_held=8, deployments=3)]
+    assert choose_node(nodes, count=1) == "b"  # 3 free beats 2
+    assert choose_node(nodes, count=3) == "b"
+    assert choose_node(nodes, count=0) == "head"  # a CPU engine: the fewest deployments
+    assert choose_node(nodes, count=2, requested="a") == "a"
+    tied = [NodeRoom("y", gpus=2, gpus_held=0, deployments=0), NodeRoom("x", gpus=2, gpus_held=0, deployments=0)]
+    assert choose_node(tied, count=1) == "x"
+    with pytest.raises(PlacementError) as full:
+        choose_node(nodes, count=4)  # 8 GPUs on c, all held: GPUs of several nodes do not add up
+    assert full.value.code == "INSUFFICIENT_GPU_MEMORY" and full.value.http_status == 409
+    assert {entry["node"]: entry["gpus_free"] for entry in full.value.details["nodes"]} == {
+        "head": 0, "b": 3, "a": 2, "c": 0}
+    with pytest.raises(PlacementError) as unknown:
+        choose_node(nodes, count=1, requested="z")
+    assert unknown.value.http_status == 400 and unknown.value.details["nodes"] == ["a", "b", "c", "head"]
+    with pytest.raises(PlacementError) as no_room_there:
+        choose_node(nodes, count=1, requested="c")
+    assert no_room_there.value.code == "INSUFFICIENT_GPU_MEMORY"
+    with pytest.raises(PlacementError):
+        choose_node([], count=0)
+
+
+def test_a_draining_node_takes_nothing_new():
+    nodes = [NodeRoom("a", gpus=2, gpus_held=0, deployments=0, draining=True),
+             NodeRoom("b", gpus=1, gpus_held=0, deployments=0)]
+    assert choose_node(nodes, count=1) == "b"
+    with pytest.raises(PlacementError) as named:
+        choose_node(nodes, count=1, requested="a")
+    assert named.value.code == "NODE_DRAINING" and named.value.http_status == 409
+    with pytest.raises(PlacementError) as two:
+        choose_node(nodes, count=2)
+    assert two.value.code == "INSUFFICIENT_GPU_MEMORY" and "(draining)" in two.value.message
+
+
 def test_the_engine_sees_exactly_the_gpus_it_was_placed_on():
     from pathlib import Path
 
@@ -98,9 +134,13 @@ def test_gpu_requests_on_a_machine_without_gpus(engine_env, start_service, tiny_
         assert refused["details"]["gpus"] == [] and "it has none" in refused["message"]
         assert "has 0" in assert_error(deploy(client, gpu_count=1), 400, "VALIDATION_ERROR")["message"]
         assert_error(deploy(client, env={"CUDA_VISIBLE_DEVICES": "0"}), 400, "VALIDATION_ERROR")
+        assert "runs no cluster" in assert_error(deploy(client, node="w1"), 400, "VALIDATION_ERROR")["message"]
         for bad in ({"gpu_ids": []}, {"gpu_ids": ["zero"]}, {"gpu_count": -1}):
             assert_error(deploy(client, **bad), 400, "VALIDATION_ERROR")
         started = assert_success(deploy(client))
         running = wait_deployment(client, started["deployment_id"], {"running", "error"})
         assert running["status"] == "running" and running["gpu_ids"] == []  # llama.cpp on the CPU here
+        assert running["node"] is None
+        local = assert_success(client.get("/api/nodes/local"))
+        assert [held["id"] for held in local["deployments"]] == [started["deployment_id"]]
         assert_success(client.delete(f"/api/deployments/{started['deployment_id']}"))

@@ -10,11 +10,8 @@ import getpass
 import json
 import re
 import time
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Iterator
 
-import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
@@ -223,18 +220,6 @@ def test_usage_per_key_adds_up_to_the_tokens_the_answers_reported(api, keyed):
                      metrics), metrics[:2000]
 
 
-@contextmanager
-def _console_client(service: Service) -> Iterator[httpx.Client]:
-    service.manage("createsuperuser", "--noinput", "--email", "a@example.com", check=False,
-           DJANGO_SUPERUSER_USERNAME=OPERATOR[0], DJANGO_SUPERUSER_PASSWORD=OPERATOR[1])
-    with service.client(follow_redirects=False) as client:
-        client.get("/admin/login/")
-        answer = client.post("/admin/login/", data={"username": OPERATOR[0], "password": OPERATOR[1], "next": "/admin/",
-                                                    "csrfmiddlewaretoken": client.cookies["csrftoken"]})
-        assert answer.status_code == 302, answer.text[:500]
-        yield client
-
-
 def test_each_state_changing_call_leaves_one_audit_record_naming_who_made_it(api, keyed):
     before = assert_success(api.get("/api/audit", params={"page_size": 1}, headers=as_key(ENV_KEY)))["items"]
     last_id = before[0]["id"] if before else 0
@@ -253,7 +238,7 @@ def test_each_state_changing_call_leaves_one_audit_record_naming_who_made_it(api
     # A command, as the operator's system user…
     keyed.manage("restart", "second", check=True)
     # …and the console, as its signed-in user.
-    with _console_client(keyed) as console:
+    with keyed.console_client(*OPERATOR) as console:
         answer = console.post(f"/admin/deployments/deployment/{second}/act/stop/",
                               data={"csrfmiddlewaretoken": console.cookies["csrftoken"]})
         assert answer.status_code == 302

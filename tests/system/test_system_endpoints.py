@@ -2,7 +2,7 @@
 
 import time
 
-from tests.envelope import assert_success
+from tests.envelope import assert_error, assert_success
 
 
 def test_health_is_the_contracts_bare_shape(api):
@@ -92,3 +92,14 @@ def test_openapi_schema_and_docs_list_every_endpoint_of_the_contract(api):
     assert {"2XX", "4XX"} <= set(start["responses"])
     docs = api.get("/api/docs/")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_without_a_cluster_the_one_node_is_this_machine(api):
+    nodes = assert_success(api.get("/api/nodes"))
+    assert nodes["count"] == 1 and nodes["nodes"][0]["id"] == "local"
+    local = assert_success(api.get("/api/nodes/local"))
+    assert local["alive"] and not local["draining"] and local["gpus"]["total"] == len(local["gpus"]["devices"])
+    assert local["disk_free_bytes"] > 0 and local["cpus"] >= 1
+    assert_error(api.get("/api/nodes/elsewhere"), 404, "NODE_NOT_FOUND")
+    assert_error(api.put("/api/nodes/local/drain"), 400, "INVALID_ACTION")
+    assert_error(api.put("/api/nodes/elsewhere/undrain"), 404, "NODE_NOT_FOUND")

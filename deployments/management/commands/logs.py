@@ -30,7 +30,7 @@ class Command(BaseCommand):
         except ApiError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from None
         path = supervisor.log_path(found)
-        for line in supervisor.tail_lines(path, max(1, lines)):
+        for line in supervisor.log_lines(found, max(1, lines)):
             self._show(found.id, line, json)
         if follow:
             try:
