@@ -10,49 +10,7 @@ import psutil
 from django.conf import settings
 from django.db import connection
 
-GB = 1024**3
-
-
-def _gb(value: float) -> float:
-    return round(value / GB, 2)
-
-
-def gpu_stats() -> list[dict[str, Any]]:
-    """One entry per NVIDIA GPU through NVML; an empty list when there is no driver."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:  # no library, no driver or no device: no GPUs to report
-        return []
-    try:
-        gpus = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            name = pynvml.nvmlDeviceGetName(handle)
-            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
-            utilization = pynvml.nvmlDeviceGetUtilizationRates(handle)
-            gpus.append(
-                {
-                    "index": index,
-                    "name": name.decode() if isinstance(name, bytes) else name,
-                    "memory_total_gb": _gb(memory.total),
-                    "memory_used_gb": _gb(memory.used),
-                    "memory_free_gb": _gb(memory.free),
-                    "memory_total_bytes": int(memory.total),
-                    "memory_free_bytes": int(memory.free),
-                    "utilization_percent": float(utilization.gpu),
-                    "temperature_c": float(pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)),
-                }
-            )
-        return gpus
-    except Exception:
-        return []
-    finally:
-        try:
-            pynvml.nvmlShutdown()
-        except Exception:
-            pass
+from core.gpus import GB, gb, gpu_stats
 
 
 def resources() -> dict[str, Any]:
@@ -61,16 +19,16 @@ def resources() -> dict[str, Any]:
     return {
         "cpu": {"usage_percent": psutil.cpu_percent(interval=None), "cores": psutil.cpu_count() or 1},
         "memory": {
-            "total_gb": _gb(memory.total),
-            "used_gb": _gb(memory.total - memory.available),
-            "available_gb": _gb(memory.available),
+            "total_gb": gb(memory.total),
+            "used_gb": gb(memory.total - memory.available),
+            "available_gb": gb(memory.available),
             "usage_percent": memory.percent,
         },
         "disk": {
             "path": str(settings.DATA_DIR),
-            "total_gb": _gb(disk.total),
-            "used_gb": _gb(disk.used),
-            "free_gb": _gb(disk.free),
+            "total_gb": gb(disk.total),
+            "used_gb": gb(disk.used),
+            "free_gb": gb(disk.free),
             "usage_percent": disk.percent,
         },
         "gpus": gpu_stats(),

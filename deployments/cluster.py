@@ -23,7 +23,7 @@ from catalog.sources import ModelFiles
 from core.api import ApiError
 from deployments.engines import Engine, Launch
 from deployments.models import Deployment, DeploymentStatus, Node
-from deployments.placement import NodeRoom, PlacementError, choose_node
+from deployments.placement import Gpu, NodeRoom, PlacementError, choose_node, spread_over_nodes
 from deployments.resolution import memory_needed
 from deployments.selectors import ROUTE_TTL
 from deployments.supervisor import Admission
@@ -70,6 +70,31 @@ def ray_nodes() -> dict[str, dict]:
     return found
 
 
+_agents: dict[str, object] = {}
+AGENT_TIMEOUT = 5.0
+
+
+def node_stats(names: list[str]) -> dict[str, dict]:
+    """Each node's GPUs (NVML: name, memory) and disk, from its agent (made on first use, pinned to the node); a
+    node whose agent does not answer in time is left out."""
+    from deployments.engine_actor import NodeAgent
+
+    pending = {}
+    for name in names:
+        if name not in _agents:
+            _agents[name] = ray().remote(NodeAgent).options(
+                name=f"node-{name}", namespace=NAMESPACE, get_if_exists=True, lifetime="detached", num_cpus=0,
+                max_restarts=0, resources={f"{NODE_RESOURCE}{name}": 0.001}).remote()
+        pending[name] = _agents[name].stats.remote(str(settings.MODELS_DIR))
+    found = {}
+    for name, reference in pending.items():
+        try:
+            found[name] = ray().get(reference, timeout=AGENT_TIMEOUT)
+        except Exception:  # lost with its node, or slow: asked again (a new agent, if need be) next time
+            _agents.pop(name, None)
+    return found
+
+
 def nodes() -> list[dict]:
     """Every node, as GET /api/nodes shows it."""
     entries = ray_nodes()
@@ -77,16 +102,20 @@ def nodes() -> list[dict]:
     holding: dict[str, list[Deployment]] = {}
     for deployment in Deployment.objects.filter(status__in=[*HOLDING, DeploymentStatus.ERROR]).exclude(node=""):
         holding.setdefault(deployment.node, []).append(deployment)
+    stats = node_stats([name for name, entry in entries.items() if entry["Alive"]])
     rows = []
     for name, entry in sorted(entries.items()):
         held = [d for d in holding.get(name, []) if d.status in HOLDING]
         resources = entry.get("Resources") or {}
+        found = stats.get(name, {})
         rows.append({
             "id": name, "name": name, "ray_node_id": entry["NodeID"], "address": entry["NodeManagerAddress"],
             "alive": bool(entry["Alive"]), "draining": name in draining, "head": "node:__internal_head__" in resources,
             "gpus": {"total": int(resources.get("GPU", 0)),
                      "held": sum(len(d.gpu_ids) for d in held),
-                     "by_deployment": {d.id: d.gpu_ids for d in held if d.gpu_ids}},
+                     "by_deployment": {d.id: d.gpu_ids for d in held if d.gpu_ids},
+                     "devices": found.get("gpus", [])},
+            "disk_free_bytes": found.get("disk_free_bytes"), "disk_total_bytes": found.get("disk_total_bytes"),
             "cpus": resources.get("CPU", 0), "memory_bytes": int(resources.get("memory", 0)),
             "object_store_bytes": int(resources.get("object_store_memory", 0)),
             "deployments": [{"id": d.id, "name": d.name, "status": d.status, "gpu_ids": d.gpu_ids,
@@ -95,20 +124,38 @@ def nodes() -> list[dict]:
 
 
 def rooms(excluding: str = "") -> list[NodeRoom]:
-    """Placement's view: the alive nodes with their GPUs and what deployments hold (but `excluding`'s own)."""
+    """Placement's view: the alive nodes, each with the GPUs no deployment holds (but `excluding`'s own), with
+    their memory where the node's agent reads it through NVML (else Ray's count alone)."""
     draining = set(Node.objects.filter(draining=True).values_list("name", flat=True))
     held: dict[str, list[Deployment]] = {}
     for deployment in Deployment.objects.filter(status__in=HOLDING).exclude(node="").exclude(id=excluding):
         held.setdefault(deployment.node, []).append(deployment)
-    return [NodeRoom(name=name, gpus=int((entry.get("Resources") or {}).get("GPU", 0)),
-                     gpus_held=sum(len(d.gpu_ids) for d in held.get(name, [])),
-                     deployments=len(held.get(name, [])), draining=name in draining)
-            for name, entry in ray_nodes().items() if entry["Alive"]]
+    spread_holders = [d for ds in held.values() for d in ds if d.options.get("spread")]
+    alive = {name: entry for name, entry in ray_nodes().items() if entry["Alive"]}
+    stats = node_stats(list(alive))
+    found = []
+    for name, entry in alive.items():
+        count = int((entry.get("Resources") or {}).get("GPU", 0))
+        devices = {gpu["index"]: gpu for gpu in stats.get(name, {}).get("gpus", [])}
+        taken = {index for deployment in held.get(name, []) for index in deployment.gpu_ids}
+        free = tuple(Gpu(index=index, name=devices.get(index, {}).get("name", f"GPU {index}"),
+                         total_bytes=devices[index]["memory_total_bytes"] if len(devices) == count else 0,
+                         free_bytes=devices[index]["memory_free_bytes"] if len(devices) == count else 0)
+                     for index in range(count) if index not in taken)
+        # vLLM's Ray executor holds GPUs of a spread deployment in its own placement group: counted, not numbered.
+        spread_here = sum(n for holder in spread_holders for node_name, n in holder.options["spread"]
+                          if node_name == name)
+        free = free[:max(0, len(free) - spread_here)]
+        found.append(NodeRoom(name=name, gpus=count, free_gpus=free, deployments=len(held.get(name, [])),
+                              draining=name in draining))
+    return found
 
 
-def _choose(count: int, requested: str | None, excluding: str = "") -> str:
+def _choose(count: int, requested: str | None, excluding: str = "", reserve_fraction: float = 0.0,
+            bytes_per_gpu: int = 0) -> str:
     try:
-        return choose_node(rooms(excluding=excluding), count=count, requested=requested or None)
+        return choose_node(rooms(excluding=excluding), count=count, requested=requested or None,
+                           reserve_fraction=reserve_fraction, bytes_per_gpu=bytes_per_gpu)
     except PlacementError as exc:
         raise ApiError(exc.code, exc.message, exc.http_status, exc.details) from None
 
@@ -146,15 +193,31 @@ class RayHost:
                 for room in rooms() for index in range(room.gpus)]
 
     def admit(self, *, model: ModelFiles, engine: Engine, gpus: list[dict], max_model_len: int | None,
-              gpu_memory_utilization: float, tensor_parallel_size: int, gpu_ids: list[int] | None,
-              gpu_count: int | None, node: str | None, port: int | None, force: bool) -> Admission:
+              gpu_memory_utilization: float, tensor_parallel_size: int, pipeline_parallel_size: int,
+              gpu_ids: list[int] | None, gpu_count: int | None, node: str | None, port: int | None,
+              force: bool) -> Admission:
         """The node it goes to: `node`, else the one with the most free GPUs (deployments.placement.choose_node)."""
         if gpu_ids:
             raise ApiError("VALIDATION_ERROR", "gpu_ids: on a cluster Ray assigns a node's GPUs; ask for gpu_count "
                            "(and node)", 400, {"gpu_ids": gpu_ids})
-        count = gpu_count if gpu_count is not None else engine.default_gpu_count(tensor_parallel_size, len(gpus))
-        return Admission(gpu_ids=[], gpu_count=count, node=_choose(count, node),
-                         required_bytes=memory_needed(model, max_model_len), available_bytes=0)
+        count = gpu_count if gpu_count is not None else engine.default_gpu_count(tensor_parallel_size, len(gpus),
+                                                                                 pipeline_parallel_size)
+        required = memory_needed(model, max_model_len)
+        fit = {"reserve_fraction": 0.0 if force or engine.gpu_use != "tensor_parallel" else gpu_memory_utilization,
+               "bytes_per_gpu": 0 if force else required // max(count, 1)}
+        try:
+            return Admission(gpu_ids=[], gpu_count=count, node=_choose(count, node, **fit), required_bytes=required,
+                             available_bytes=0, fit=fit)
+        except ApiError as exc:
+            # Bigger than any one node: vLLM's Ray executor takes GPUs of several (no node named, none draining).
+            if exc.code != "INSUFFICIENT_GPU_MEMORY" or node or engine.gpu_use != "tensor_parallel" or count < 2:
+                raise
+        try:
+            spread = spread_over_nodes(rooms(), count=count, **fit)
+        except PlacementError as exc:
+            raise ApiError(exc.code, exc.message, exc.http_status, exc.details) from None
+        return Admission(gpu_ids=[], gpu_count=count, node=spread[0][0], required_bytes=required, available_bytes=0,
+                         fit=fit, spread=spread)
 
     def _actor(self, deployment: Deployment):
         name = deployment.options.get("actor")
@@ -173,10 +236,13 @@ class RayHost:
 
         from deployments.engine_actor import EngineActor
 
-        count = int(deployment.options.get("gpu_count", 0))
+        distributed = bool(deployment.options.get("distributed"))
+        # A spread deployment's GPUs are vLLM's to place (its Ray executor); this actor, its driver, takes none.
+        count = 0 if distributed else int(deployment.options.get("gpu_count", 0))
         # A node asked for holds its first placement; a restart after a failure goes wherever there is room.
         pinned = deployment.options.get("node_requested") and not deployment.options.get("generation")
-        name = _choose(count, deployment.node if pinned else None, excluding=deployment.id)
+        name = deployment.node if distributed else _choose(
+            count, deployment.node if pinned else None, excluding=deployment.id, **deployment.options.get("fit", {}))
         generation = int(deployment.options.get("generation", 0)) + 1
         actor_name = f"{deployment.id}-{generation}"
         bundle = {f"{NODE_RESOURCE}{name}": 0.001, **({"GPU": count} if count else {})}
@@ -203,6 +269,8 @@ class RayHost:
         deployment.options = {**deployment.options, "actor": actor_name, "generation": generation,
                               "ray_node_id": where["node_id"]}
         launch: Launch = launch_for(deployment)
+        if distributed:
+            launch.env["RAY_ADDRESS"] = settings.RAY_ADDRESS
         started = ray().get(actor.start.remote(launch.argv, launch.env, str(settings.DATA_DIR),
                                                str(Path(deployment.log_path))), timeout=PLACEMENT_TIMEOUT)
         deployment.pid = started["pid"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -85,3 +86,14 @@ class EngineActor:
 
     def tail(self, lines: int) -> list[str]:
         return tail_lines(self.log_path, lines) if self.log_path else []
+
+
+class NodeAgent:
+    """One per node (named `node-NAME`): what the node has that Ray does not say, its GPUs' memory (NVML) and its
+    disk."""
+
+    def stats(self, models_dir: str) -> dict:
+        from core.gpus import gpu_stats
+
+        disk = shutil.disk_usage(models_dir if os.path.isdir(models_dir) else "/")
+        return {"gpus": gpu_stats(), "disk_free_bytes": disk.free, "disk_total_bytes": disk.total}

@@ -44,7 +44,9 @@ def place(inventory: list[Gpu], *, count: int, requested: list[int] | None = Non
     by_index = {gpu.index: gpu for gpu in inventory}
 
     def fits(gpu: Gpu) -> bool:
-        return gpu.free_bytes >= needed_on(gpu, reserve_fraction=reserve_fraction, bytes_per_gpu=bytes_per_gpu)
+        # A GPU of unknown memory (a cluster node's GPU that only Ray counts, total 0) fits by count alone.
+        return gpu.total_bytes == 0 or gpu.free_bytes >= needed_on(gpu, reserve_fraction=reserve_fraction,
+                                                                   bytes_per_gpu=bytes_per_gpu)
 
     if requested:
         if any(index not in by_index for index in requested) or len(set(requested)) != len(requested):
@@ -77,23 +79,30 @@ def _no_room(inventory: list[Gpu], count: int, reserve_fraction: float, bytes_pe
 
 @dataclass(frozen=True)
 class NodeRoom:
-    """A cluster node as placement sees it: its GPUs (Ray's count) and how many of them deployments hold."""
+    """A cluster node as placement sees it: its GPUs that no deployment holds (with their memory where its agent
+    read it through NVML, else total 0: Ray's count alone), how many it has, and its deployments."""
 
     name: str
     gpus: int
-    gpus_held: int
+    free_gpus: tuple[Gpu, ...]
     deployments: int
     draining: bool = False
 
 
-def choose_node(nodes: list[NodeRoom], *, count: int, requested: str | None = None) -> str:
+def choose_node(nodes: list[NodeRoom], *, count: int, requested: str | None = None, reserve_fraction: float = 0.0,
+                bytes_per_gpu: int = 0) -> str:
     """The node a deployment of `count` GPUs (all on one node) goes to: `requested` (it must exist, not be draining
-    and have room), else the node with the most free GPUs (for a CPU engine: the fewest deployments), then by name.
-    PlacementError otherwise (400 unknown node, 409 draining or no room)."""
+    and have room), else, of the nodes where `place` finds `count` GPUs with room, the one with the most free GPUs
+    (for a CPU engine: the fewest deployments), then by name. PlacementError otherwise (400 unknown node, 409
+    draining or no room)."""
     by_name = {node.name: node for node in nodes}
 
-    def room(node: NodeRoom) -> int:
-        return node.gpus - node.gpus_held
+    def fits(node: NodeRoom) -> bool:
+        try:
+            place(list(node.free_gpus), count=count, reserve_fraction=reserve_fraction, bytes_per_gpu=bytes_per_gpu)
+            return True
+        except PlacementError:
+            return False
 
     if requested:
         node = by_name.get(requested)
@@ -107,14 +116,43 @@ def choose_node(nodes: list[NodeRoom], *, count: int, requested: str | None = No
         candidates = [node]
     else:
         candidates = [node for node in nodes if not node.draining]
-    fitting = [node for node in candidates if room(node) >= count]
+    fitting = [node for node in candidates if fits(node)]
     if not fitting:
+        figures = [{"node": node.name, "gpus": node.gpus, "gpus_free": len(node.free_gpus),
+                    "draining": node.draining,
+                    "free_bytes": [gpu.free_bytes for gpu in node.free_gpus if gpu.total_bytes],
+                    "needed_bytes": [needed_on(gpu, reserve_fraction=reserve_fraction, bytes_per_gpu=bytes_per_gpu)
+                                     for gpu in node.free_gpus if gpu.total_bytes]} for node in nodes]
         raise PlacementError(
-            "INSUFFICIENT_GPU_MEMORY", f"{count} free GPU(s) on one node needed; " + ("; ".join(
-                f"{node.name}: {room(node)} of {node.gpus} free" + (" (draining)" if node.draining else "")
-                for node in nodes) or "the cluster has no node"), 409,
-            {"gpu_count": count, "nodes": [{"node": node.name, "gpus": node.gpus, "gpus_free": room(node),
-                                            "draining": node.draining} for node in nodes]})
+            "INSUFFICIENT_GPU_MEMORY", f"{count} GPU(s) with room on one node needed; " + ("; ".join(
+                f"{entry['node']}: {entry['gpus_free']} of {entry['gpus']} free"
+                + (f" (free bytes {entry['free_bytes']}, needed {entry['needed_bytes']})" if entry["free_bytes"]
+                   else "") + (" (draining)" if entry["draining"] else "") for entry in figures)
+                or "the cluster has no node"), 409, {"gpu_count": count, "nodes": figures})
     if count == 0:
         return min(fitting, key=lambda node: (node.deployments, node.name)).name
-    return min(fitting, key=lambda node: (-room(node), node.name)).name
+    return min(fitting, key=lambda node: (-len(node.free_gpus), node.name)).name
+
+
+def spread_over_nodes(nodes: list[NodeRoom], *, count: int, reserve_fraction: float = 0.0,
+                      bytes_per_gpu: int = 0) -> list[tuple[str, int]]:
+    """For a deployment bigger than any one node (vLLM's Ray executor): (node, GPUs) pairs covering `count` GPUs
+    with room on as few nodes as may be, the nodes with the most such GPUs first. PlacementError (409) when the
+    nodes that are not draining have too few."""
+    def usable(node: NodeRoom) -> int:
+        return sum(1 for gpu in node.free_gpus if gpu.total_bytes == 0 or gpu.free_bytes >= needed_on(
+            gpu, reserve_fraction=reserve_fraction, bytes_per_gpu=bytes_per_gpu))
+
+    ranked = sorted(((node.name, usable(node)) for node in nodes if not node.draining), key=lambda p: (-p[1], p[0]))
+    spread, left = [], count
+    for name, room in ranked:
+        if left <= 0 or room == 0:
+            break
+        spread.append((name, min(room, left)))
+        left -= min(room, left)
+    if left > 0:
+        raise PlacementError("INSUFFICIENT_GPU_MEMORY", f"{count} GPU(s) with room needed across the cluster; its "
+                             f"nodes have {count - left}", 409,
+                             {"gpu_count": count, "nodes": [{"node": name, "gpus_usable": room}
+                                                           for name, room in ranked]})
+    return spread

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from core.api import utc_timestamp
-from core.host import gpu_stats
+from core.gpus import gpu_stats
 from deployments import supervisor
 from deployments.engines import ENGINES, Engine
 from deployments.models import Deployment

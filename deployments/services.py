@@ -43,7 +43,8 @@ def memory_estimate(*, model_id: str, model_source: str, engine: str | None = No
                  "file_reason": model.file_reason or None}
     try:
         admission = host.admit(model=model, engine=chosen, gpus=gpus, max_model_len=max_model_len,
-                               gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=1, gpu_ids=None,
+                               gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=1,
+                               pipeline_parallel_size=1, gpu_ids=None,
                                gpu_count=None, node=None, port=None, force=False)
     except ApiError as exc:
         if exc.code == "INSUFFICIENT_GPU_MEMORY":
@@ -70,6 +71,7 @@ def check_engine_args(engine: Engine, engine_args: list[str]) -> None:
 def start_deployment(*, model_id: str, model_source: str, port: int | None = None,
                      gpu_memory_utilization: float = 0.9, max_model_len: int | None = None, engine: str | None = None,
                      name: str = "", restart_policy: str = RestartPolicy.ON_FAILURE, tensor_parallel_size: int = 1,
+                     pipeline_parallel_size: int = 1,
                      engine_args: list[str] | None = None, env: dict[str, str] | None = None,
                      force: bool = False, file: str = "", quantization: str = "",
                      task: str = DeploymentTask.GENERATE, idle_timeout: int | None = None,
@@ -91,6 +93,7 @@ def start_deployment(*, model_id: str, model_source: str, port: int | None = Non
                        "gpu_ids or gpu_count", 400)
     admission = host.admit(model=model, engine=chosen, gpus=gpus, max_model_len=max_model_len,
                            gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
+                           pipeline_parallel_size=pipeline_parallel_size,
                            gpu_ids=gpu_ids, gpu_count=gpu_count, node=node, port=port, force=force)
     chat_problem = chat_template_problem(model)
     deployment = Deployment.objects.create(
@@ -99,8 +102,11 @@ def start_deployment(*, model_id: str, model_source: str, port: int | None = Non
         max_model_len=max_model_len, restart_policy=restart_policy, supports_chat=not chat_problem,
         chat_problem=chat_problem,
         task=task, idle_timeout=idle_timeout or settings.IDLE_TIMEOUT, gpu_ids=admission.gpu_ids, model_file=model.file, model_file_reason=model.file_reason, engine_args=list(engine_args or []), env=dict(env or {}),
-        options={"tensor_parallel_size": tensor_parallel_size, "memory_required_bytes": admission.required_bytes,
-                 "gpu_count": admission.gpu_count, "node_requested": bool(node), "port_requested": port is not None})
+        options={"tensor_parallel_size": tensor_parallel_size, "pipeline_parallel_size": pipeline_parallel_size,
+                 "memory_required_bytes": admission.required_bytes, "distributed": bool(admission.spread),
+                 "spread": admission.spread,
+                 "gpu_count": admission.gpu_count, "node_requested": bool(node), "port_requested": port is not None,
+                 "fit": admission.fit})
     if not deployment.name:
         deployment.name = deployment.id
     try:

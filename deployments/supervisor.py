@@ -18,7 +18,7 @@ import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from catalog.sources import ModelFiles
 from core.api import ApiError
-from core.host import gpu_stats
+from core.gpus import gpu_stats
 from core.logfiles import tail_lines
 from core.logs import log_context
 from deployments.engines import ENGINES, Engine, Launch, LaunchRequest
@@ -90,6 +90,8 @@ class Admission:
     node: str  # the cluster node; "" for this machine
     required_bytes: int
     available_bytes: int
+    fit: dict = field(default_factory=dict)  # what a GPU must have free: placement's reserve_fraction, bytes_per_gpu
+    spread: list[tuple[str, int]] = field(default_factory=list)  # over several nodes: (node, GPUs) each
 
 
 class LocalHost:
@@ -99,8 +101,9 @@ class LocalHost:
         return gpu_stats()
 
     def admit(self, *, model: ModelFiles, engine: Engine, gpus: list[dict], max_model_len: int | None,
-              gpu_memory_utilization: float, tensor_parallel_size: int, gpu_ids: list[int] | None,
-              gpu_count: int | None, node: str | None, port: int | None, force: bool) -> Admission:
+              gpu_memory_utilization: float, tensor_parallel_size: int, pipeline_parallel_size: int,
+              gpu_ids: list[int] | None, gpu_count: int | None, node: str | None, port: int | None,
+              force: bool) -> Admission:
         """The GPUs it takes, placed by deployments.placement (INSUFFICIENT_GPU_MEMORY, unless `force`); on none,
         the machine's memory must hold it (INSUFFICIENT_MEMORY, unless `force`)."""
         if node:
@@ -110,7 +113,8 @@ class LocalHost:
             raise ApiError("PORT_IN_USE", f"Port {port} is in use", 409)
         required = memory_needed(model, max_model_len)
         count = len(gpu_ids) if gpu_ids else (
-            gpu_count if gpu_count is not None else engine.default_gpu_count(tensor_parallel_size, len(gpus)))
+            gpu_count if gpu_count is not None else engine.default_gpu_count(tensor_parallel_size, len(gpus),
+                                                                             pipeline_parallel_size))
         reserve = gpu_memory_utilization if engine.gpu_use == "tensor_parallel" else 0.0
         inventory = [Gpu(index=g["index"], name=g["name"], total_bytes=g["memory_total_bytes"],
                          free_bytes=g["memory_free_bytes"]) for g in gpus]
@@ -315,6 +319,8 @@ def _launch(deployment: Deployment, model: ModelFiles) -> Launch:
                             max_model_len=deployment.max_model_len,
                             gpu_memory_utilization=deployment.gpu_memory_utilization,
                             tensor_parallel_size=int(deployment.options.get("tensor_parallel_size", 1)),
+                            pipeline_parallel_size=int(deployment.options.get("pipeline_parallel_size", 1)),
+                            distributed=bool(deployment.options.get("distributed")),
                             gpu=bool(deployment.gpu_ids), task=deployment.task)
     launch = engine.launch(model, request)
     # The operator's flags come last (the engines' parsers let the last one win) and the environment on top; the

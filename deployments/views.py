@@ -36,6 +36,10 @@ class DeploymentStartRequest(serializers.Serializer):
     restart_policy = serializers.ChoiceField(choices=RestartPolicy.choices, required=False,
                                              default=RestartPolicy.ON_FAILURE)
     tensor_parallel_size = JsonIntegerField(required=False, default=1, min_value=1, max_value=64)
+    pipeline_parallel_size = JsonIntegerField(
+        required=False, default=1, min_value=1, max_value=64,
+        help_text="vLLM: pipeline stages; it takes tensor_parallel_size × this GPUs, across nodes on a cluster when "
+                  "no node has that many (vLLM's Ray executor)")
     engine_args = serializers.ListField(
         child=TextField(max_length=4096), required=False, default=list, max_length=200,
         help_text='Extra engine flags, passed after the service\'s own, e.g. ["--n_gpu_layers", "20"]; flags the '

@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from catalog.models import CatalogModel
-from core.host import gpu_stats
+from core.gpus import gpu_stats
 from deployments.engines import ENGINES
 from deployments.models import Deployment, DeploymentStatus
 from downloads.models import DownloadTask

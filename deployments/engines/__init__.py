@@ -26,6 +26,8 @@ class LaunchRequest:
     tensor_parallel_size: int
     gpu: bool
     task: str = "generate"  # or "embed": the engine serves /v1/embeddings
+    pipeline_parallel_size: int = 1
+    distributed: bool = False  # its GPUs span several nodes of a Ray cluster (vLLM's Ray executor)
 
 
 @dataclass
@@ -73,9 +75,9 @@ class Engine:
         except metadata.PackageNotFoundError:
             return None
 
-    def default_gpu_count(self, tensor_parallel_size: int, gpus_here: int) -> int:
+    def default_gpu_count(self, tensor_parallel_size: int, gpus_here: int, pipeline_parallel_size: int = 1) -> int:
         if self.gpu_use == "tensor_parallel":
-            return tensor_parallel_size
+            return tensor_parallel_size * pipeline_parallel_size
         return 1 if self.gpu_use == "one" and gpus_here else 0
 
     def owns(self, flag: str) -> bool:

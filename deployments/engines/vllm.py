@@ -34,6 +34,12 @@ def launch(model: ModelFiles, request: LaunchRequest) -> Launch:
         "--tensor-parallel-size", str(request.tensor_parallel_size),
         "--dtype", "auto",
     ]
+    if request.pipeline_parallel_size > 1:
+        argv += ["--pipeline-parallel-size", str(request.pipeline_parallel_size)]
+    if request.distributed:
+        # More GPUs than one node has: vLLM's Ray executor places its workers on the cluster it is started in
+        # (RAY_ADDRESS), in a placement group of its own, its first bundle on this node.
+        argv += ["--distributed-executor-backend", "ray"]
     if request.max_model_len:
         argv += ["--max-model-len", str(request.max_model_len)]
     if request.task == "embed":
@@ -48,7 +54,7 @@ ENGINE = Engine(
     name="vllm", formats=("safetensors",), missing=missing, launch=launch, package="vllm", needs_gpu=True,
     tasks=("generate", "embed"), stream_usage="on_request", gpu_use="tensor_parallel",
     metrics_path="/metrics",
-    owned_flags=("--host", "--port", "--served-model-name", "--api-key"),
+    owned_flags=("--host", "--port", "--served-model-name", "--api-key", "--distributed-executor-backend"),
     options=(("--max-num-seqs N", "sequences batched at once"), ("--quantization NAME", "e.g. awq, gptq, fp8"),
              ("--enforce-eager", "no CUDA graphs (less memory, slower)"), ("--kv-cache-dtype NAME", "e.g. fp8"),
              ("--enable-prefix-caching", "reuse the KV cache of shared prompt prefixes"),

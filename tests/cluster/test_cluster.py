@@ -44,6 +44,9 @@ def test_nodes_are_listed_with_their_gpus(cluster_service):
                    for node in nodes.values())
         assert nodes["head"]["head"] and nodes["head"]["gpus"]["total"] == 0
         assert nodes["w1"]["gpus"]["total"] == nodes["w2"]["gpus"]["total"] == 2
+        # Each node's agent reports its disk, and its GPUs as NVML sees them (none on this machine: Ray's are
+        # logical, so placement counts them alone).
+        assert all(node["disk_free_bytes"] > 0 and node["gpus"]["devices"] == [] for node in nodes.values())
         assert assert_success(client.get(f"/api/nodes/{nodes['w1']['ray_node_id']}"))["id"] == "w1"
         assert_error(client.get("/api/nodes/w9"), 404, "NODE_NOT_FOUND")
         listed = cluster_service.manage("node", "list", check=True).stdout

@@ -159,6 +159,16 @@ def test_vllm_argv_follows_its_documented_cli():
                                                         max_model_len=None, gpu_memory_utilization=0.5,
                                                         tensor_parallel_size=1, gpu=True, task="embed"))
     assert embed.argv[-4:] == ["--runner", "pooling", "--convert", "embed"]  # vLLM's pooling runner
+    # Bigger than one node of a cluster: pipeline stages, and vLLM's Ray executor over the cluster's nodes.
+    spread = ENGINES["vllm"].launch(model, LaunchRequest(host="10.0.0.2", port=8123, served_name="big",
+                                                         max_model_len=None, gpu_memory_utilization=0.9,
+                                                         tensor_parallel_size=4, pipeline_parallel_size=2, gpu=True,
+                                                         distributed=True))
+    flags = dict(zip(spread.argv[3::2], spread.argv[4::2]))
+    assert flags["--tensor-parallel-size"] == "4" and flags["--pipeline-parallel-size"] == "2"
+    assert flags["--distributed-executor-backend"] == "ray" and "--distributed-executor-backend" not in argv
+    assert ENGINES["vllm"].owns("--distributed-executor-backend")
+    assert ENGINES["vllm"].default_gpu_count(4, 0, pipeline_parallel_size=2) == 8
 
 
 OLLAMA_CHAT_TEMPLATE = ("{{ if .System }}<|system|>\n{{ .System }}</s>\n{{ end }}<|user|>\n{{ .Prompt }}</s>\n"

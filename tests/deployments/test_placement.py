@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.placement import Gpu, NodeRoom, PlacementError, choose_node, place
+from deployments.placement import Gpu, NodeRoom, PlacementError, choose_node, place, spread_over_nodes
 from tests.engines import TINY_REPO, deploy, download, wait_deployment
 from tests.envelope import assert_error, assert_success
 
@@ -71,15 +71,23 @@ def test_eight_gpus_tensor_parallel():
     assert too_many.value.code == "VALIDATION_ERROR" and "has 8" in too_many.value.message
 
 
+def node(name: str, gpus: int, held: int = 0, deployments: int = 0, draining: bool = False,
+         memory: tuple[float, float] | None = None) -> NodeRoom:
+    """A node of `gpus` GPUs, the first `held` taken; `memory` (free, total GiB) each where its agent read it."""
+    free, total = memory or (0, 0)
+    return NodeRoom(name, gpus=gpus, free_gpus=tuple(
+        Gpu(index=index, name=f"GPU {index}", total_bytes=int(total * GIB), free_bytes=int(free * GIB))
+        for index in range(held, gpus)), deployments=deployments, draining=draining)
+
+
 def test_a_cluster_node_is_chosen_by_free_gpus_then_name():
-    nodes = [NodeRoom("head", gpus=0, gpus_held=0, deployments=0), NodeRoom("b", gpus=4, gpus_held=1, deployments=1),
-             NodeRoom("a", gpus=2, gpus_held=0, deployments=2), NodeRoom("c", gpus=8, gpus_held=8, deployments=3)]
+    nodes = [node("head", 0), node("b", 4, held=1, deployments=1), node("a", 2, deployments=2),
+             node("c", 8, held=8, deployments=3)]
     assert choose_node(nodes, count=1) == "b"  # 3 free beats 2
     assert choose_node(nodes, count=3) == "b"
     assert choose_node(nodes, count=0) == "head"  # a CPU engine: the fewest deployments
     assert choose_node(nodes, count=2, requested="a") == "a"
-    tied = [NodeRoom("y", gpus=2, gpus_held=0, deployments=0), NodeRoom("x", gpus=2, gpus_held=0, deployments=0)]
-    assert choose_node(tied, count=1) == "x"
+    assert choose_node([node("y", 2), node("x", 2)], count=1) == "x"
     with pytest.raises(PlacementError) as full:
         choose_node(nodes, count=4)  # 8 GPUs on c, all held: GPUs of several nodes do not add up
     assert full.value.code == "INSUFFICIENT_GPU_MEMORY" and full.value.http_status == 409
@@ -95,9 +103,36 @@ def test_a_cluster_node_is_chosen_by_free_gpus_then_name():
         choose_node([], count=0)
 
 
+def test_a_cluster_node_whose_gpus_report_memory_must_have_room_on_them():
+    # vLLM reserves 0.9 of each GPU's total: a node of 80 GiB GPUs with 40 GiB free cannot take it, one of 24 GiB
+    # GPUs with all of it free can, though it has fewer free GPUs; memory not read (Ray's count alone) fits by count.
+    nodes = [node("big-busy", 4, memory=(40, 80)), node("small-idle", 2, memory=(24, 24))]
+    assert choose_node(nodes, count=1, reserve_fraction=0.9) == "small-idle"
+    assert choose_node(nodes, count=1, bytes_per_gpu=30 * GIB) == "big-busy"
+    with pytest.raises(PlacementError) as none:
+        choose_node(nodes, count=1, reserve_fraction=0.9, requested="big-busy")
+    entry = none.value.details["nodes"][0]
+    assert entry["free_bytes"] == [40 * GIB] * 4 and entry["needed_bytes"] == [int(72 * GIB)] * 4
+    assert "needed" in none.value.message
+    assert choose_node([node("logical", 2)], count=2, reserve_fraction=0.9, bytes_per_gpu=GIB) == "logical"
+
+
+def test_bigger_than_any_node_spreads_over_the_fewest_nodes():
+    nodes = [node("a", 2), node("b", 4, held=1), node("c", 8, held=4), node("d", 8, draining=True)]
+    assert spread_over_nodes(nodes, count=6) == [("c", 4), ("b", 2)]  # most usable GPUs first, fewest nodes
+    assert spread_over_nodes(nodes, count=9) == [("c", 4), ("b", 3), ("a", 2)]
+    with pytest.raises(PlacementError) as short:
+        spread_over_nodes(nodes, count=10)  # 9 usable: the draining node's 8 do not count
+    assert short.value.code == "INSUFFICIENT_GPU_MEMORY" and "have 9" in short.value.message
+    # GPUs that report too little memory for vLLM's reserve are not usable.
+    busy = [node("x", 4, memory=(10, 80)), node("y", 2, memory=(80, 80))]
+    assert spread_over_nodes(busy, count=2, reserve_fraction=0.9) == [("y", 2)]
+    with pytest.raises(PlacementError):
+        spread_over_nodes(busy, count=3, reserve_fraction=0.9)
+
+
 def test_a_draining_node_takes_nothing_new():
-    nodes = [NodeRoom("a", gpus=2, gpus_held=0, deployments=0, draining=True),
-             NodeRoom("b", gpus=1, gpus_held=0, deployments=0)]
+    nodes = [node("a", 2, draining=True), node("b", 1)]
     assert choose_node(nodes, count=1) == "b"
     with pytest.raises(PlacementError) as named:
         choose_node(nodes, count=1, requested="a")
