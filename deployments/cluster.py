@@ -12,12 +12,17 @@ Nodes are the Ray nodes joined with `manage.py node join --name NAME`, which giv
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 from django.conf import settings
+from django.db import close_old_connections
+from django.db.models import F
+from django.utils import timezone
 
 from catalog.sources import ModelFiles
 from core.api import ApiError
@@ -200,6 +205,8 @@ class RayHost:
         if gpu_ids:
             raise ApiError("VALIDATION_ERROR", "gpu_ids: on a cluster Ray assigns a node's GPUs; ask for gpu_count "
                            "(and node)", 400, {"gpu_ids": gpu_ids})
+        if not settings.SHARED_STORAGE:
+            refuse_unfetchable(model_id=model.model_id, source=model.source)
         count = gpu_count if gpu_count is not None else engine.default_gpu_count(tensor_parallel_size, len(gpus),
                                                                                  pipeline_parallel_size)
         required = memory_needed(model, max_model_len)
@@ -253,6 +260,7 @@ class RayHost:
                            f"{PLACEMENT_TIMEOUT:.0f} s", 409, {"node": name, "gpu_count": count})
         actor = ray().remote(EngineActor).options(
             name=actor_name, namespace=NAMESPACE, lifetime="detached", num_cpus=0, num_gpus=count, max_restarts=0,
+            max_concurrency=4,  # its progress and liveness answer while it fetches
             scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0),
         ).remote(deployment.id)
         where = ray().get(actor.where.remote(), timeout=PLACEMENT_TIMEOUT)
@@ -271,10 +279,26 @@ class RayHost:
         launch: Launch = launch_for(deployment)
         if distributed:
             launch.env["RAY_ADDRESS"] = settings.RAY_ADDRESS
-        started = ray().get(actor.start.remote(launch.argv, launch.env, str(settings.DATA_DIR),
-                                               str(Path(deployment.log_path))), timeout=PLACEMENT_TIMEOUT)
-        deployment.pid = started["pid"]
-        deployment.options["spawned_at"] = time.time()
+        node_data_dir = str(Path(where["models_dir"]).parent)
+        if settings.SHARED_STORAGE:
+            started = ray().get(actor.start.remote(launch.argv, launch.env, node_data_dir, deployment.log_path),
+                                timeout=PLACEMENT_TIMEOUT)
+            deployment.pid = started["pid"]
+            deployment.options["spawned_at"] = time.time()
+            return
+        # The model goes into the node's own cache first (shown as a download task of the node), then the engine
+        # starts there, on the node's paths; meanwhile the deployment is `starting`.
+        try:
+            fetch = NodeFetch(deployment=deployment, node=name, models_dir=where["models_dir"])
+        except ApiError:
+            self._discard(actor, group)
+            raise
+        ours, theirs = str(settings.MODELS_DIR), where["models_dir"]
+        argv = [arg.replace(ours, theirs) for arg in launch.argv]
+        env = {key: value.replace(ours, theirs) for key, value in launch.env.items()}
+        threading.Thread(target=fetch.then_start, args=(actor, actor_name, argv, env, node_data_dir,
+                                                        deployment.log_path), daemon=True,
+                         name=f"fetch-{deployment.id}").start()
 
     def alive(self, deployment: Deployment) -> bool:
         try:
@@ -385,3 +409,130 @@ def move(deployment: Deployment) -> None:
     # Callers that read the old route (cached up to ROUTE_TTL) reach the old engine meanwhile: it answers them.
     time.sleep(2 * ROUTE_TTL + 1)
     host.stop(old, settings.ENGINE_STOP_GRACE)
+
+
+MAX_INLINE_BYTES = 1024 * 1024  # the source's own small files (refs, manifests) travel in the fetch request
+
+
+def refuse_unfetchable(*, model_id: str, source: str):
+    """The service's completed download of the model, which a node fetches the same way; 400 for a model imported
+    in place (its files came from no URL)."""
+    from downloads.selectors import latest_completed
+
+    task = latest_completed(source=source, model_id=model_id)
+    if task is None or task.imported:
+        raise ApiError("VALIDATION_ERROR", f"{model_id} was imported in place here, not downloaded: a node without "
+                       "shared storage (LLM_MANAGER_SHARED_STORAGE) cannot fetch it", 400)
+    return task
+
+
+class NodeFetch:
+    """A node's fetch of a deployment's model into its own cache (no shared storage): the plan (the files of the
+    service's own completed download, with their URLs and digests, and the source's layout around them), a
+    download task of the node showing its progress, and the engine's start once the model is there."""
+
+    def __init__(self, *, deployment: Deployment, node: str, models_dir: str):
+        self.deployment_id, self.node, self.models_dir = deployment.id, node, models_dir
+        self.source = refuse_unfetchable(model_id=deployment.model_id, source=deployment.model_source)
+        self.task = self._node_task()
+
+    def _node_path(self, path: str) -> str:
+        return path.replace(str(settings.MODELS_DIR), self.models_dir)
+
+    def _node_task(self):
+        from downloads.models import DownloadFile, DownloadStatus, DownloadTask
+
+        source = self.source
+        task = DownloadTask.everywhere.filter(node=self.node, source=source.source, model_id=source.model_id,
+                                              commit=source.commit).order_by("-created_at").first()
+        if task is None:
+            task = DownloadTask.everywhere.create(
+                node=self.node, model_id=source.model_id, source=source.source, revision=source.revision,
+                include=source.include, commit=source.commit, total_bytes=source.total_bytes,
+                storage_path=self._node_path(source.storage_path), status=DownloadStatus.PENDING)
+            DownloadFile.objects.bulk_create(
+                DownloadFile(task=task, path=file.path, url=file.url, destination=self._node_path(file.destination),
+                             size=file.size, sha256=file.sha256, etag=file.etag, media_type=file.media_type)
+                for file in source.files.all())
+        return task
+
+    def items(self) -> list[dict]:
+        """What the node's actor fetches (deployments.engine_actor.EngineActor.fetch), paths relative to the cache."""
+        from catalog import services as catalog
+        from downloads.jobs import digest_algorithm, expected_digest
+
+        root = settings.MODELS_DIR
+        auth = catalog.source_of(self.source.source).authorization()
+        items, remote = [], set()
+        for file in self.source.files.all():
+            remote.add(file.destination)
+            items.append({"kind": "remote", "path": str(Path(file.destination).relative_to(root)), "url": file.url,
+                          "size": file.size, "expected": expected_digest(file), "algorithm": digest_algorithm(file),
+                          "auth": auth})
+        storage = Path(self.source.storage_path)
+        layout = [storage] if not storage.is_dir() or storage.is_symlink() else [
+            Path(folder) / name for folder, folders, files in os.walk(storage) for name in sorted(folders + files)]
+        for path in layout:
+            if str(path) in remote or not (path.is_symlink() or path.is_file()):
+                continue
+            relative = str(path.relative_to(root))
+            if path.is_symlink():
+                items.append({"kind": "link", "path": relative, "target": os.readlink(path)})
+            elif path.stat().st_size <= MAX_INLINE_BYTES:
+                items.append({"kind": "file", "path": relative, "data": path.read_bytes()})
+        return items
+
+    def then_start(self, actor, actor_name: str, argv: list[str], env: dict[str, str], cwd: str,
+                   log_path: str) -> None:
+        from deployments import supervisor
+        from downloads.jobs import transfer_settings
+        from downloads.models import DownloadFile, DownloadStatus, DownloadTask
+
+        rows = DownloadTask.everywhere.filter(id=self.task.id)
+        # The deployment is recorded with this actor once its start returns (supervisor.spawn) — wait for that.
+        deadline = time.monotonic() + PLACEMENT_TIMEOUT
+        while not Deployment.objects.filter(id=self.deployment_id, options__actor=actor_name).exists():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        try:
+            by_size = self.task.status == DownloadStatus.COMPLETED
+            rows.update(status=DownloadStatus.DOWNLOADING, error="", error_code="", started_at=timezone.now(),
+                        updated_at=timezone.now())
+            running = actor.fetch.remote(self.items(), asdict(transfer_settings()), by_size)
+            samples: list[tuple[float, int]] = []
+            while not ray().wait([running], timeout=0.5)[0]:
+                done = ray().get(actor.progress.remote(), timeout=CALL_TIMEOUT)["done"]
+                samples = [*samples[-9:], (time.monotonic(), done)]
+                speed = (done - samples[0][1]) / (samples[-1][0] - samples[0][0]) if len(samples) > 1 else 0.0
+                rows.update(downloaded_bytes=done, speed_bps=speed, heartbeat_at=timezone.now(),
+                            eta_seconds=(self.task.total_bytes - done) / speed if speed > 0 else None,
+                            updated_at=timezone.now())
+            ray().get(running)
+            rows.update(status=DownloadStatus.COMPLETED, downloaded_bytes=self.task.total_bytes, speed_bps=0,
+                        eta_seconds=0, completed_at=timezone.now(), updated_at=timezone.now())
+            DownloadFile.objects.filter(task_id=self.task.id).update(status=DownloadFile.Status.COMPLETED,
+                                                                     downloaded_bytes=F("size"))
+            started = ray().get(actor.start.remote(argv, env, cwd, log_path), timeout=PLACEMENT_TIMEOUT)
+        except Exception as exc:
+            lost = not ray_nodes().get(self.node, {}).get("Alive")
+            message = f"node {self.node} lost" if lost else f"{type(exc).__name__}: {exc}"[:2000]
+            rows.update(status=DownloadStatus.FAILED, error_code="NODE_LOST" if lost else "FETCH_FAILED",
+                        error=message, speed_bps=0, eta_seconds=None, updated_at=timezone.now())
+            if not lost:  # a lost node is the caretaker's to notice (its deployments fail and restart by policy)
+                failed = Deployment.objects.filter(id=self.deployment_id, options__actor=actor_name).first()
+                if failed is not None:
+                    RayHost().release(failed)
+                    Deployment.objects.filter(id=failed.id, status=DeploymentStatus.STARTING).update(
+                        status=DeploymentStatus.ERROR, error=f"fetching the model on node {self.node} failed: "
+                        f"{message}", updated_at=timezone.now())
+            logger.warning("fetching %s on %s failed: %s", self.task.model_id, self.node, message)
+            return
+        finally:
+            close_old_connections()
+        current = Deployment.objects.filter(id=self.deployment_id, options__actor=actor_name).first()
+        if current is not None:
+            Deployment.objects.filter(id=current.id, options__actor=actor_name).update(
+                pid=started["pid"], options={**current.options, "spawned_at": time.time(), "argv": argv},
+                updated_at=timezone.now())
+            supervisor.await_ready(self.deployment_id, started["pid"])

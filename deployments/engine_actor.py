@@ -34,19 +34,70 @@ def _port_free(host: str, port: int) -> bool:
             return False
 
 
+def node_models_dir() -> Path:
+    """This node's model cache: its data dir's models/ (`node join` gives the node's workers its data dir)."""
+    return Path(os.environ.get("LLM_MANAGER_DATA_DIR") or Path.cwd()) / "models"
+
+
 class EngineActor:
     def __init__(self, deployment_id: str):
         self.deployment_id = deployment_id
         self.process: subprocess.Popen | None = None
         self.log_path: Path | None = None
+        self.fetching = False
+        self.fetched = {"done": 0, "received": 0}
 
     def where(self) -> dict:
-        """The node it runs on, and the GPUs Ray gave it (as CUDA_VISIBLE_DEVICES numbers them)."""
+        """The node it runs on, the GPUs Ray gave it (as CUDA_VISIBLE_DEVICES numbers them), its model cache."""
         import ray
 
         context = ray.get_runtime_context()
         return {"node_id": context.get_node_id(), "ip": ray.util.get_node_ip_address(),
-                "gpu_ids": [int(gpu) for gpu in ray.get_gpu_ids()]}
+                "gpu_ids": [int(gpu) for gpu in ray.get_gpu_ids()], "models_dir": str(node_models_dir())}
+
+    def fetch(self, items: list[dict], transfer: dict, by_size: bool) -> int:
+        """Put a model into this node's cache, laid out as on the service's own disk: each `remote` file fetched
+        with the service's downloader (parallel ranges, resumable from its partial file and checkpoint after a
+        crash of this node, verified, renamed into place), then the source's `link`s and small `file`s. Files
+        already there are kept (checked `by_size` when the node fetched them before, else by digest). The bytes
+        received."""
+        from core.paths import inside, safe_relative_path
+        from downloads.transfer import TransferSettings, fetch_into_place, verified
+
+        root = node_models_dir()
+        settings = TransferSettings(**transfer)
+        self.fetching, self.fetched = True, {"done": 0, "received": 0}
+        try:
+            for item in items:
+                target = inside(root, root / safe_relative_path(item["path"]))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if item["kind"] == "link":
+                    if target.is_symlink() or target.exists():
+                        target.unlink()
+                    target.symlink_to(item["target"])
+                elif item["kind"] == "file":
+                    target.write_bytes(item["data"])
+                elif target.exists() and (target.stat().st_size == item["size"] if by_size else verified(
+                        target, item["expected"], item["algorithm"], item["size"])):
+                    self.fetched["done"] += item["size"]
+                else:
+                    before = self.fetched["done"]
+
+                    def tick(running, last: bool, before: int = before) -> None:
+                        self.fetched["done"] = before + sum(part[2] for part in running.parts)
+                        self.fetched["received"] += running.take_received()
+
+                    fetch_into_place(url=item["url"], size=item["size"], destination=target,
+                                     expected=item["expected"], algorithm=item["algorithm"], settings=settings,
+                                     auth=item.get("auth"), parts=[], tick=tick, started_over=lambda: None)
+                    self.fetched["done"] = before + item["size"]
+            return self.fetched["received"]  # still `fetching` until start(): no moment without an engine or a fetch
+        except BaseException:
+            self.fetching = False
+            raise
+
+    def progress(self) -> dict:
+        return dict(self.fetched, fetching=self.fetching)
 
     def reserve_port(self, host: str, low: int, high: int, taken: list[int], wanted: int | None = None) -> int | None:
         """A port free on this node (`wanted` if it is), skipping those the database gives to other engines."""
@@ -56,6 +107,8 @@ class EngineActor:
 
     def start(self, argv: list[str], env: dict[str, str], cwd: str, log_path: str) -> dict:
         """Start the engine, its output appended to `log_path`; its pid and start time."""
+        self.fetching = False
+        Path(cwd).mkdir(parents=True, exist_ok=True)
         self.log_path = Path(log_path)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
@@ -68,7 +121,8 @@ class EngineActor:
         return {"pid": self.process.pid}
 
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        """Its engine runs, or it is still fetching the model the engine needs."""
+        return self.fetching or (self.process is not None and self.process.poll() is None)
 
     def exit_status(self) -> int | None:
         return None if self.process is None else self.process.poll()

@@ -251,7 +251,7 @@ def spawn(deployment: Deployment) -> None:
         threading.Thread(target=_watch, args=(process, deployment.id), daemon=True,
                          name=f"watch-{deployment.id}").start()
     else:
-        threading.Thread(target=_await_ready, args=(deployment.id, deployment.pid), daemon=True,
+        threading.Thread(target=await_ready, args=(deployment.id, deployment.pid), daemon=True,
                          name=f"ready-{deployment.id}").start()
 
 
@@ -284,7 +284,7 @@ def _follow(process: subprocess.Popen, deployment_id: str) -> None:
         close_old_connections()
 
 
-def _await_ready(deployment_id: str, pid: int) -> None:
+def await_ready(deployment_id: str, pid: int | None) -> None:
     """For an engine on another node (no process here to follow): promote it the moment its probe answers."""
     try:
         deadline = time.monotonic() + settings.ENGINE_READY_TIMEOUT

@@ -23,7 +23,6 @@ from catalog import services as catalog
 from catalog.sources import InvalidModelId, RemoteModelGated, RemoteModelNotFound, SourceError
 from core.api import ApiError
 from core.db import DATABASE_ERRORS
-from core.digests import file_digest
 from core.logs import log_context
 from core.paths import InvalidFileName
 from core.shutdown import cluster_stopping
@@ -36,10 +35,8 @@ from downloads.transfer import (
     TransferFailed,
     TransferSettings,
     TransferStopped,
-    checkpoint_path,
-    load_checkpoint,
-    same_layout,
-    split_into_parts,
+    fetch_into_place,
+    verified,
 )
 
 logger = logging.getLogger(__name__)
@@ -196,19 +193,12 @@ def _download(task: DownloadTask) -> None:
                     task.storage_path)
 
 
-def _algorithm(file: DownloadFile) -> str:
+def digest_algorithm(file: DownloadFile) -> str:
     return "sha256" if file.sha256 or not file.etag else "git"
 
 
-def _expected_digest(file: DownloadFile) -> str:
+def expected_digest(file: DownloadFile) -> str:
     return file.sha256 or file.etag
-
-
-def _verified(path: Path, file: DownloadFile) -> bool:
-    expected = _expected_digest(file)
-    if expected:
-        return file_digest(path, _algorithm(file)) == expected
-    return path.stat().st_size == file.size
 
 
 @contextlib.contextmanager
@@ -240,41 +230,26 @@ def _fetch_file(task: DownloadTask, file: DownloadFile, progress: _Progress, aut
 
 def _fetch_file_alone(task: DownloadTask, file: DownloadFile, progress: _Progress, auth: str | None,
                       destination: Path) -> None:
-    if destination.exists() and _verified(destination, file):
+    if destination.exists() and verified(destination, expected_digest(file), digest_algorithm(file), file.size):
         _mark_done(file)  # a blob already present (another model, an earlier download) is not fetched again
         return
-    partial = storage.partial_path(destination)
-    settings_ = transfer_settings()
-    for attempt in range(2):
-        fresh_parts = split_into_parts(file.size, settings_.part_count, settings_.part_threshold)
-        if not file.parts or not partial.exists() or not same_layout(file.parts, fresh_parts):
-            file.parts = fresh_parts
-        # The checkpoint beside the partial file may know of bytes written after the last database write.
-        file.parts = load_checkpoint(partial, file.parts)
-        file.status = DownloadFile.Status.DOWNLOADING
-        transfer = FileTransfer(file.url, file.size, partial, file.parts, settings_, auth, _algorithm(file))
-        try:
-            digest = transfer.run(lambda: progress.tick(file, transfer))
-        except TransferFailed as exc:
-            file.status, file.error = DownloadFile.Status.FAILED, str(exc)
-            DownloadFile.objects.filter(id=file.id).update(error=file.error)
-            raise
-        finally:
-            progress.tick(file, transfer, force=True)  # what is on disk is recorded, whatever happened
-        expected = _expected_digest(file)
-        if not expected or digest == expected:
-            partial.replace(destination)
-            checkpoint_path(partial).unlink(missing_ok=True)
-            _mark_done(file)
-            return
-        logger.warning("%s of %s failed verification (attempt %d)", file.path, task.model_id, attempt + 1)
-        partial.unlink(missing_ok=True)
-        checkpoint_path(partial).unlink(missing_ok=True)
+    file.status = DownloadFile.Status.DOWNLOADING
+
+    def started_over() -> None:
+        logger.warning("%s of %s failed verification: fetching it again", file.path, task.model_id)
         file.parts, file.downloaded_bytes = [], 0
         file.save(update_fields=["parts", "downloaded_bytes"])
-    file.status, file.error = DownloadFile.Status.FAILED, "checksum mismatch"
-    file.save(update_fields=["status", "error"])
-    raise TransferFailed("CHECKSUM_MISMATCH", f"{file.path}: the bytes received twice do not match their hash")
+
+    try:
+        fetch_into_place(url=file.url, size=file.size, destination=destination, expected=expected_digest(file),
+                         algorithm=digest_algorithm(file), settings=transfer_settings(), auth=auth, parts=file.parts,
+                         tick=lambda transfer, last: progress.tick(file, transfer, force=last),
+                         started_over=started_over)
+    except TransferFailed as exc:
+        file.status, file.error = DownloadFile.Status.FAILED, str(exc)
+        DownloadFile.objects.filter(id=file.id).update(status=file.status, error=file.error)
+        raise
+    _mark_done(file)
 
 
 def _mark_done(file: DownloadFile) -> None:

@@ -21,6 +21,13 @@ class DownloadStatus(models.TextChoices):
 ACTIVE_DOWNLOAD_STATUSES = (DownloadStatus.PENDING, DownloadStatus.DOWNLOADING, DownloadStatus.PAUSED)
 
 
+class LocalTasks(models.Manager):
+    """The tasks of this service's own downloader: not a cluster node's fetch of a model into its own cache."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(node="")
+
+
 class DownloadTask(models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=new_task_id, editable=False)
     model_id = models.CharField(max_length=255)
@@ -40,14 +47,20 @@ class DownloadTask(models.Model):
     lease = models.CharField(max_length=32, blank=True, help_text="Token of the worker job allowed to transfer")
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of that job")
     imported = models.BooleanField(default=False, help_text="Registered in place by `import`: its files are not ours")
+    node = models.CharField(max_length=255, blank=True, help_text="The cluster node fetching the model into its own "
+                                                                  "cache for a deployment (empty: this service)")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
+    objects = LocalTasks()  # the queue, the catalog's "downloaded", storage: this service's own tasks
+    everywhere = models.Manager()  # what the API, the live view and the console show: the nodes' fetches too
+
     class Meta:
         ordering = ["created_at"]
         indexes = [models.Index(fields=["status", "created_at"]), models.Index(fields=["source", "model_id"])]
+        base_manager_name = default_manager_name = "everywhere"
 
     def __str__(self) -> str:
         return f"{self.id} {self.source}:{self.model_id} ({self.status})"

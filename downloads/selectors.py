@@ -13,7 +13,7 @@ SNAPSHOT_LIMIT = 1000  # the most tasks a live view's snapshot holds
 
 def snapshot_tasks(*, task_id: str | None, everything: bool) -> list[DownloadTask]:
     """The tasks a live view starts from: unfinished ones, or every one (newest first, at most SNAPSHOT_LIMIT)."""
-    tasks = DownloadTask.objects.all() if everything else DownloadTask.objects.filter(
+    tasks = DownloadTask.everywhere.all() if everything else DownloadTask.everywhere.filter(
         status__in=ACTIVE_DOWNLOAD_STATUSES)
     if task_id:
         tasks = tasks.filter(id=task_id)
@@ -22,19 +22,19 @@ def snapshot_tasks(*, task_id: str | None, everything: bool) -> list[DownloadTas
 
 def missing_tasks(task_ids: list[str]) -> list[str]:
     """Those of `task_ids` that no longer exist."""
-    existing = set(DownloadTask.objects.filter(id__in=task_ids).values_list("id", flat=True))
+    existing = set(DownloadTask.everywhere.filter(id__in=task_ids).values_list("id", flat=True))
     return [task_id for task_id in task_ids if task_id not in existing]
 
 
 def tasks_changed_since(moment: datetime, task_id: str | None = None) -> list[DownloadTask]:
-    tasks = DownloadTask.objects.filter(updated_at__gt=moment)
+    tasks = DownloadTask.everywhere.filter(updated_at__gt=moment)
     if task_id:
         tasks = tasks.filter(id=task_id)
     return list(tasks.order_by("updated_at").prefetch_related("files"))
 
 
 def get_task(task_id: str) -> DownloadTask:
-    task = DownloadTask.objects.filter(id=task_id).first()
+    task = DownloadTask.everywhere.filter(id=task_id).first()
     if task is None:
         raise ApiError("TASK_NOT_FOUND", f"No download task {task_id}", 404)
     return task
@@ -42,7 +42,7 @@ def get_task(task_id: str) -> DownloadTask:
 
 def task_list(status: str | None = None):
     """Tasks, newest first, with their files."""
-    found = DownloadTask.objects.order_by("-created_at").prefetch_related("files")
+    found = DownloadTask.everywhere.order_by("-created_at").prefetch_related("files")
     return found.filter(status=status) if status else found
 
 

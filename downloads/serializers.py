@@ -38,6 +38,7 @@ def task_to_dict(task: DownloadTask, with_files: bool = True) -> dict[str, Any]:
         "revision": task.revision,
         "include": task.include,
         "imported": task.imported,
+        "node": task.node or None,
         "storage_path": task.storage_path or None,
         "status": task.status,
         "progress": task.progress,

@@ -24,6 +24,7 @@ from downloads.models import ACTIVE_DOWNLOAD_STATUSES, DownloadFile, DownloadSta
 from downloads.planning import apply_plan, fetch_plan
 from downloads.queue import dispatch_queue
 from downloads.signals import model_files_removing
+from downloads.transfer import PARTIAL_SUFFIX
 
 ACTIONS = {
     "pause": (DownloadStatus.PENDING, DownloadStatus.DOWNLOADING),
@@ -86,6 +87,7 @@ def act(*, task_id: str, action: str) -> DownloadTask:
     """pause | resume | cancel, when the task's status allows it (else INVALID_ACTION)."""
     with transaction.atomic():
         task = selectors.get_task(task_id)
+        refuse_node_task(task)
         if task.status not in ACTIONS[action]:
             raise ApiError("INVALID_ACTION", f"Cannot {action} a task that is {task.status}", 400)
         if action == "pause":
@@ -102,12 +104,19 @@ def act(*, task_id: str, action: str) -> DownloadTask:
     return task
 
 
+def refuse_node_task(task: DownloadTask) -> None:
+    if task.node:
+        raise ApiError("INVALID_ACTION", f"{task.id} is node {task.node}'s fetch of {task.model_id} for a deployment: "
+                       "it follows the deployment (stop or delete that)", 400)
+
+
 @audited("download.delete", target="task_id")
 def delete_task(*, task_id: str, delete_files: bool, delete_imported: bool = False) -> dict:
     """Delete a task (cancelling it first if active); with `delete_files`, the files it put in place too, unless a
     deployment uses the model (MODEL_IN_USE) or another download holds them. The files of an imported model were
     not put there by the service: they go only with `delete_imported` as well."""
     task = selectors.get_task(task_id)
+    refuse_node_task(task)
     delete_files = delete_files and (delete_imported or not task.imported)
     if delete_files:
         model_files_removing.send(sender=DownloadTask, source=task.source, model_id=task.model_id)
@@ -153,7 +162,7 @@ def storage_state() -> dict:
                   for name in SOURCES}
     per_model = [{"model_id": row["model_id"], "source": row["source"], "bytes": row["total"]}
                  for row in completed.values("model_id", "source").annotate(total=Sum("total_bytes")).order_by("-total")]
-    partial = sum(path.stat().st_blocks * 512 for path in settings.MODELS_DIR.rglob(f"*{storage.PARTIAL_SUFFIX}"))
+    partial = sum(path.stat().st_blocks * 512 for path in settings.MODELS_DIR.rglob(f"*{PARTIAL_SUFFIX}"))
     return {"disk": {"path": str(settings.DATA_DIR), "total_bytes": usage.total, "used_bytes": usage.used,
                      "free_bytes": usage.free},
             "models_dir": str(settings.MODELS_DIR), "by_source": per_source, "by_model": per_model,

@@ -12,13 +12,7 @@ from pathlib import Path
 from django.conf import settings
 
 from downloads.models import DownloadFile, DownloadTask
-from downloads.transfer import checkpoint_path
-
-PARTIAL_SUFFIX = ".llmpart"
-
-
-def partial_path(destination: Path) -> Path:
-    return destination.with_name(destination.name + PARTIAL_SUFFIX)
+from downloads.transfer import checkpoint_path, partial_path
 
 
 def disk_free_bytes() -> int:

@@ -36,7 +36,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
-from core.digests import READ_BYTES, new_digest  # READ_BYTES: what the hasher reads at once
+from core.digests import READ_BYTES, file_digest, new_digest  # READ_BYTES: what the hasher reads at once
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,14 @@ def split_into_parts(size: int, connections: int, threshold: int) -> list[list[i
 def same_layout(parts: list[list[int]], others: list[list[int]]) -> bool:
     """Whether two part lists cut the file at the same places (their progress aside)."""
     return [part[:2] for part in parts] == [part[:2] for part in others]
+
+
+PARTIAL_SUFFIX = ".llmpart"
+
+
+def partial_path(destination: Path) -> Path:
+    """Where a file is written until it is verified and renamed into place."""
+    return destination.with_name(destination.name + PARTIAL_SUFFIX)
 
 
 def checkpoint_path(partial: Path) -> Path:
@@ -530,3 +538,40 @@ def _tls_context() -> ssl.SSLContext:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def verified(path: Path, expected: str, algorithm: str, size: int) -> bool:
+    """Whether the file at `path` has the `expected` digest (without one: the size)."""
+    if expected:
+        return file_digest(path, algorithm) == expected
+    return path.stat().st_size == size
+
+
+def fetch_into_place(*, url: str, size: int, destination: Path, expected: str, algorithm: str,
+                     settings: TransferSettings, auth: str | None, parts: list[list[int]],
+                     tick: Callable[[FileTransfer, bool], None], started_over: Callable[[], None]) -> None:
+    """Fetch `url` into `destination`: its ranges into the partial file beside it (resuming from `parts`, or from
+    what the checkpoint there knows), hashed as they land, renamed into place once the digest matches `expected`
+    (none: any). Bytes that do not match are fetched once more from scratch (`started_over` is told first), then
+    TransferFailed(CHECKSUM_MISMATCH). `tick(transfer, last)` is called while it runs and once at the end."""
+    partial = partial_path(destination)
+    for _ in range(2):
+        fresh = split_into_parts(size, settings.part_count, settings.part_threshold)
+        if not parts or not partial.exists() or not same_layout(parts, fresh):
+            parts = fresh
+        # The checkpoint beside the partial file may know of bytes written after the caller last saved `parts`.
+        parts = load_checkpoint(partial, parts)
+        transfer = FileTransfer(url, size, partial, parts, settings, auth, algorithm)
+        try:
+            digest = transfer.run(lambda: tick(transfer, False))
+        finally:
+            tick(transfer, True)  # what is on disk is recorded, whatever happened
+        if not expected or digest == expected:
+            partial.replace(destination)
+            checkpoint_path(partial).unlink(missing_ok=True)
+            return
+        partial.unlink(missing_ok=True)
+        checkpoint_path(partial).unlink(missing_ok=True)
+        parts = []
+        started_over()
+    raise TransferFailed("CHECKSUM_MISMATCH", f"{destination.name}: the bytes received twice do not match their hash")

@@ -340,15 +340,14 @@ RAY_ADDRESS = _env("LLM_MANAGER_RAY_ADDRESS")
 # The address the cluster reaches this machine at (Ray's own guess when empty; `node join` passes it on too).
 NODE_IP = _env("LLM_MANAGER_NODE_IP")
 # The data dir's models/ is one file system mounted at the same path on every node: engines read it in place.
+# Else each node fetches a deployment's model into its own cache (its data dir's models/) first.
 SHARED_STORAGE = _env_bool("LLM_MANAGER_SHARED_STORAGE")
 if RAY_ADDRESS:
     _cluster_needs = [need for need, missing in (
         ("PostgreSQL (DATABASE_URL=postgres://…): every process on every node records into one database",
          DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql"),
         ("Redis (REDIS_URL=redis://…): rate limits, caches and download events shared by every process",
-         not REDIS_URL),
-        ("LLM_MANAGER_SHARED_STORAGE=true: nodes read the models from a file system shared at the same path",
-         not SHARED_STORAGE)) if missing]
+         not REDIS_URL)) if missing]
     if _cluster_needs:
         raise SettingError("LLM_MANAGER_RAY_ADDRESS", "cluster mode needs " + "; ".join(_cluster_needs))
 

@@ -35,18 +35,23 @@ class Cluster:
         self.env = {**os.environ, "LLM_MANAGER_DATA_DIR": str(data_dir), "LLM_MANAGER_NODE_IP": "127.0.0.1",
                     "RAY_USAGE_STATS_ENABLED": "0"}
 
-    def node(self, *args: str) -> None:
-        subprocess.run([*MANAGE, "node", *args, "--object-store-mb", "80"], cwd=REPO_ROOT, env=self.env,
-                       check=True, capture_output=True, text=True, timeout=120)
+    def node_data_dir(self, name: str) -> Path:
+        """Each node's own data dir, as on machines of their own: where it keeps the models it fetches."""
+        return self.data_dir / name
+
+    def node(self, name: str, *args: str) -> None:
+        subprocess.run([*MANAGE, "node", *args, "--name", name, "--object-store-mb", "80"], cwd=REPO_ROOT,
+                       env={**self.env, "LLM_MANAGER_DATA_DIR": str(self.node_data_dir(name))}, check=True,
+                       capture_output=True, text=True, timeout=120)
 
     def start(self) -> "Cluster":
-        self.node("head", "--port", str(self.port), "--name", "head", "--num-gpus", "0", "--no-dashboard")
+        self.node("head", "head", "--port", str(self.port), "--num-gpus", "0", "--no-dashboard")
         for name in GPU_NODES:
             self.join(name)
         return self
 
     def join(self, name: str) -> None:
-        self.node("join", self.address, "--name", name, "--num-gpus", "2")
+        self.node(name, "join", self.address, "--num-gpus", "2")
 
     def raylet(self, name: str) -> psutil.Process:
         """The raylet of node `name` (its command line carries the node's resources)."""

@@ -79,7 +79,9 @@ class Command(BaseCommand):
                               dashboard=not options.get("no_dashboard"))
         # The actors Ray starts on this node import deployments.engine_actor from this project.
         path = os.pathsep.join(filter(None, [str(settings.BASE_DIR), os.environ.get("PYTHONPATH", "")]))
-        env = {**os.environ, "PYTHONPATH": path, **(HEAD_ENV if verb == "head" else {})}
+        # …and keep the models they fetch (without shared storage) in this node's data dir.
+        env = {**os.environ, "PYTHONPATH": path, "LLM_MANAGER_DATA_DIR": str(settings.DATA_DIR),
+               **(HEAD_ENV if verb == "head" else {})}
         result = subprocess.run(argv, env=env, capture_output=True, text=True)
         if result.returncode != 0:
             raise CommandError(f"ray start failed ({result.returncode}):\n{result.stderr[-4000:]}")

@@ -1,0 +1,80 @@
+"""Without shared storage a node fetches a deployment's model into its own cache, with the service's downloader,
+shown as a download task of the node (in the API and the live view), and resumes it after the node's own crash."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import psycopg
+from websockets.sync.client import connect
+
+from tests.cluster.conftest import wait_until
+from tests.engines import TINY_FILE, TINY_REPO, deploy, download
+from tests.envelope import assert_error, assert_success
+from tests.service import Service
+
+
+def node_task(client) -> dict | None:
+    tasks = assert_success(client.get("/api/downloads/list", params={"page_size": 100}))["items"]
+    return next((task for task in tasks if task["node"] == "w1"), None)
+
+
+def deployment(client, deployment_id: str) -> dict:
+    return assert_success(client.get(f"/api/deployments/{deployment_id}"))
+
+
+def test_a_node_fetches_the_model_into_its_own_cache_and_resumes_after_its_crash(
+        cluster, cluster_backing, engine_env, fake_hub, tiny_gguf, tmp_path):
+    # A service of its own (its own database, the same cluster), whose nodes share no storage with it.
+    base, _ = cluster_backing["DATABASE_URL"].rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
+        connection.execute("CREATE DATABASE node_fetch")
+    service = Service(tmp_path / "service", env={
+        **engine_env, "DATABASE_URL": f"{base}/node_fetch", "REDIS_URL": cluster_backing["REDIS_URL"][:-1] + "1",
+        "LLM_MANAGER_RAY_ADDRESS": cluster.address, "LLM_MANAGER_NODE_IP": "127.0.0.1",
+        "LLM_MANAGER_ENGINE_STOP_GRACE": "2"}).start(timeout=180)
+    size = tiny_gguf.stat().st_size
+    try:
+        with service.client(timeout=60) as client:
+            total = download(client, TINY_REPO)["total_bytes"]  # the GGUF and a README
+            assert_success(client.put("/api/nodes/w2/drain"))  # in this service's view: w1 is the GPU node left
+            fake_hub.bytes_per_second = 512 * 1024  # the node's fetch takes about 16 s
+            fake_hub.bytes_sent.clear()
+            started = assert_success(deploy(client, name="fetched", gpu_count=1, restart_policy="always"))
+            deployment_id = started["deployment_id"]
+            fetching, _ = wait_until(lambda: (task := node_task(client)) and task["downloaded_bytes"] > size // 4
+                                     and task, 30, "the node's fetch to be a quarter through")
+            assert fetching["status"] == "downloading" and fetching["total_bytes"] == total
+            assert fetching["storage_path"].startswith(str(cluster.node_data_dir("w1")))
+            assert deployment(client, deployment_id)["status"] == "starting"
+            assert_error(client.put(f"/api/downloads/{fetching['id']}/pause"), 400, "INVALID_ACTION")
+            with connect(f"ws://127.0.0.1:{service.port}/ws/downloads") as live:
+                snapshot = json.loads(live.recv(timeout=10))
+            assert [task["node"] for task in snapshot["tasks"] if task["id"] == fetching["id"]] == ["w1"]
+
+            cluster.raylet("w1").send_signal(signal.SIGKILL)
+            failed, _ = wait_until(lambda: (d := deployment(client, deployment_id))["status"] == "error" and d, 10,
+                                   "the deployment to fail with its node")
+            assert "node w1 lost" in failed["error"], failed
+            lost, _ = wait_until(lambda: (task := node_task(client))["status"] == "failed" and task, 10,
+                                 "the node's fetch to be marked lost")
+            assert lost["error_code"] == "NODE_LOST" and 0 < lost["downloaded_bytes"] < total
+            cluster.join("w1")  # the same machine back, with its disk: the fetch goes on where it was
+            running, _ = wait_until(lambda: (d := deployment(client, deployment_id))["status"] == "running" and d,
+                                    120, "the deployment to run on w1 again")
+            assert running["node"] == "w1" and str(cluster.node_data_dir("w1")) in " ".join(running["command"])
+            done = node_task(client)
+            assert done["status"] == "completed" and done["downloaded_bytes"] == total
+            # Resumed, not fetched again: the hub sent the file's bytes about once in all.
+            sent = sum(fake_hub.bytes_sent.values())
+            assert size <= sent < 1.5 * size, (sent, size)
+            cached = list((cluster.node_data_dir("w1") / "models").rglob(TINY_FILE))
+            assert cached and cached[0].stat().st_size == size
+            answer = client.post(f"/api/completions/{deployment_id}", json={"prompt": "Hello", "max_tokens": 2})
+            assert answer.status_code == 200, answer.text
+            client.delete(f"/api/deployments/{deployment_id}")
+            assert_success(client.put("/api/nodes/w2/undrain"))
+    finally:
+        fake_hub.bytes_per_second = None
+        service.stop()
