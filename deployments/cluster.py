@@ -300,7 +300,13 @@ class RayHost:
                                                         deployment.log_path), daemon=True,
                          name=f"fetch-{deployment.id}").start()
 
+    def _node_alive(self, deployment: Deployment) -> bool:
+        """Ray's word on the deployment's node (a call to an actor on a node just lost may hang until its timeout)."""
+        return bool(ray_nodes().get(deployment.node, {}).get("Alive"))
+
     def alive(self, deployment: Deployment) -> bool:
+        if not self._node_alive(deployment):
+            return False
         try:
             actor = self._actor(deployment)
             return bool(actor) and bool(ray().get(actor.alive.remote(), timeout=CALL_TIMEOUT))
@@ -308,10 +314,7 @@ class RayHost:
             return False
 
     def why_down(self, deployment: Deployment) -> str:
-        entry = ray_nodes().get(deployment.node)
-        if entry is None or not entry["Alive"]:
-            return f"node {deployment.node} lost"
-        return "the engine process exited"
+        return "the engine process exited" if self._node_alive(deployment) else f"node {deployment.node} lost"
 
     def stop(self, deployment: Deployment, grace: float) -> None:
         try:
@@ -358,6 +361,8 @@ class RayHost:
 
     def log_lines(self, deployment: Deployment, lines: int) -> list[str] | None:
         """The engine's last log lines from its node; None when the actor is gone (its node, say)."""
+        if not self._node_alive(deployment):
+            return None
         try:
             actor = self._actor(deployment)
             return ray().get(actor.tail.remote(lines), timeout=CALL_TIMEOUT) if actor else None

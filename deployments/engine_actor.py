@@ -7,26 +7,29 @@ engines along instead of leaving them holding GPUs and ports no one knows of.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from core.logfiles import tail_lines
 
-_PR_SET_PDEATHSIG = 1
+# The engine's first step, before it becomes the engine (exec): SIGKILL when its parent, this actor's process, ends
+# (PR_SET_PDEATHSIG survives exec; a preexec_fn could deadlock the fork of a process with Ray's threads).
+DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG\n"
+    "if os.getppid() != int(sys.argv[1]): sys.exit(1)  # the parent ended before that\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
 
 
-def _die_with_parent() -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _port_free(host: str, port: int) -> bool:
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
             return True
@@ -102,8 +105,8 @@ class EngineActor:
     def reserve_port(self, host: str, low: int, high: int, taken: list[int], wanted: int | None = None) -> int | None:
         """A port free on this node (`wanted` if it is), skipping those the database gives to other engines."""
         if wanted is not None:
-            return wanted if _port_free(host, wanted) else None
-        return next((port for port in range(low, high + 1) if port not in taken and _port_free(host, port)), None)
+            return wanted if port_free(wanted, host) else None
+        return next((port for port in range(low, high + 1) if port not in taken and port_free(port, host)), None)
 
     def start(self, argv: list[str], env: dict[str, str], cwd: str, log_path: str) -> dict:
         """Start the engine, its output appended to `log_path`; its pid and start time."""
@@ -116,8 +119,9 @@ class EngineActor:
                       f"{' '.join(argv)}\n".encode())
             log.flush()
             # CUDA_VISIBLE_DEVICES is Ray's: this actor's own environment carries the GPUs it was given.
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env={**os.environ, **env}, cwd=cwd, preexec_fn=_die_with_parent)
+            self.process = subprocess.Popen([sys.executable, "-c", DIE_WITH_PARENT, str(os.getpid()), *argv],
+                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            env={**os.environ, **env}, cwd=cwd)
         return {"pid": self.process.pid}
 
     def alive(self) -> bool:

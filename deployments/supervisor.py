@@ -33,6 +33,7 @@ from core.api import ApiError
 from core.gpus import gpu_stats
 from core.logfiles import tail_lines
 from core.logs import log_context
+from deployments.engine_actor import port_free
 from deployments.engines import ENGINES, Engine, Launch, LaunchRequest
 from deployments.models import Deployment, DeploymentStatus, RestartPolicy
 from deployments.placement import Gpu, PlacementError, place
@@ -44,16 +45,6 @@ ACTIVE = (DeploymentStatus.STARTING, DeploymentStatus.RUNNING, DeploymentStatus.
 PROBE_TIMEOUT = 2.0
 READY_POLL_SECONDS = 0.05
 ERROR_LOG_LINES = 20
-
-
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-            return True
-        except OSError:
-            return False
 
 
 def allocate_port() -> int:
@@ -265,14 +256,7 @@ def _follow(process: subprocess.Popen, deployment_id: str) -> None:
     (and reap it, so it never lingers as a zombie). `supervise()` does the same, a second at a time, for engines
     whose starter is gone."""
     try:
-        while process.poll() is None:
-            deployment = Deployment.objects.filter(id=deployment_id, pid=process.pid).first()
-            if deployment is None or deployment.status != DeploymentStatus.STARTING:
-                break
-            if probe(deployment)[0]:
-                _promote(deployment)
-                break
-            time.sleep(READY_POLL_SECONDS)
+        _promote_when_ready(deployment_id, process.pid, lambda: process.poll() is None)
         process.wait()
         exited = Deployment.objects.filter(id=deployment_id, pid=process.pid,
                                            status__in=[DeploymentStatus.STARTING, DeploymentStatus.RUNNING]).first()
@@ -288,18 +272,23 @@ def await_ready(deployment_id: str, pid: int | None) -> None:
     """For an engine on another node (no process here to follow): promote it the moment its probe answers."""
     try:
         deadline = time.monotonic() + settings.ENGINE_READY_TIMEOUT
-        while time.monotonic() < deadline:
-            deployment = Deployment.objects.filter(id=deployment_id, pid=pid).first()
-            if deployment is None or deployment.status != DeploymentStatus.STARTING:
-                return
-            if probe(deployment)[0]:
-                _promote(deployment)
-                return
-            time.sleep(READY_POLL_SECONDS)
+        _promote_when_ready(deployment_id, pid, lambda: time.monotonic() < deadline)
     except Exception:
         logger.exception("waiting for %s failed", deployment_id)
     finally:
         close_old_connections()
+
+
+def _promote_when_ready(deployment_id: str, pid: int | None, going_on: Callable[[], bool]) -> None:
+    """Promote the deployment the moment its engine's probe answers, while `going_on()` and it is `starting`."""
+    while going_on():
+        deployment = Deployment.objects.filter(id=deployment_id, pid=pid).first()
+        if deployment is None or deployment.status != DeploymentStatus.STARTING:
+            return
+        if probe(deployment)[0]:
+            _promote(deployment)
+            return
+        time.sleep(READY_POLL_SECONDS)
 
 
 def _promote(deployment: Deployment) -> None:

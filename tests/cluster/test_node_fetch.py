@@ -47,7 +47,7 @@ def test_a_node_fetches_the_model_into_its_own_cache_and_resumes_after_its_crash
                                      and task, 30, "the node's fetch to be a quarter through")
             assert fetching["status"] == "downloading" and fetching["total_bytes"] == total
             assert fetching["storage_path"].startswith(str(cluster.node_data_dir("w1")))
-            assert deployment(client, deployment_id)["status"] == "starting"
+            assert (shown := deployment(client, deployment_id))["status"] == "starting", shown["error"]
             assert_error(client.put(f"/api/downloads/{fetching['id']}/pause"), 400, "INVALID_ACTION")
             with connect(f"ws://127.0.0.1:{service.port}/ws/downloads") as live:
                 snapshot = json.loads(live.recv(timeout=10))
