@@ -79,18 +79,21 @@ _agents: dict[str, object] = {}
 AGENT_TIMEOUT = 5.0
 
 
-def node_stats(names: list[str]) -> dict[str, dict]:
-    """Each node's GPUs (NVML: name, memory) and disk, from its agent (made on first use, pinned to the node); a
-    node whose agent does not answer in time is left out."""
+def agent(name: str):
+    """Node `name`'s agent (deployments.engine_actor.NodeAgent), made on first use, pinned to the node."""
     from deployments.engine_actor import NodeAgent
 
-    pending = {}
-    for name in names:
-        if name not in _agents:
-            _agents[name] = ray().remote(NodeAgent).options(
-                name=f"node-{name}", namespace=NAMESPACE, get_if_exists=True, lifetime="detached", num_cpus=0,
-                max_restarts=0, resources={f"{NODE_RESOURCE}{name}": 0.001}).remote()
-        pending[name] = _agents[name].stats.remote(str(settings.MODELS_DIR))
+    if name not in _agents:
+        _agents[name] = ray().remote(NodeAgent).options(
+            name=f"node-{name}", namespace=NAMESPACE, get_if_exists=True, lifetime="detached", num_cpus=0,
+            max_restarts=0, resources={f"{NODE_RESOURCE}{name}": 0.001}).remote()
+    return _agents[name]
+
+
+def node_stats(names: list[str]) -> dict[str, dict]:
+    """Each node's GPUs (NVML: name, memory) and disk, from its agent; a node whose agent does not answer in time
+    is left out."""
+    pending = {name: agent(name).stats.remote(str(settings.MODELS_DIR)) for name in names}
     found = {}
     for name, reference in pending.items():
         try:
@@ -268,7 +271,8 @@ class RayHost:
         taken = list(Deployment.objects.filter(status__in=HOLDING, host=where["ip"]).exclude(id=deployment.id)
                      .exclude(port=None).values_list("port", flat=True))
         wanted_port = deployment.port if deployment.options.get("port_requested") else None
-        port = ray().get(actor.reserve_port.remote(where["ip"], low, high, taken, wanted_port), timeout=CALL_TIMEOUT)
+        port = ray().get(agent(name).reserve_port.remote(where["ip"], low, high, taken, settings.ENGINE_READY_TIMEOUT,
+                                                         wanted_port), timeout=CALL_TIMEOUT)
         if port is None:
             self._discard(actor, group)
             raise ApiError("PORT_IN_USE", f"No free port in {low}-{high} on node {name}", 409)

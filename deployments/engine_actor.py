@@ -102,12 +102,6 @@ class EngineActor:
     def progress(self) -> dict:
         return dict(self.fetched, fetching=self.fetching)
 
-    def reserve_port(self, host: str, low: int, high: int, taken: list[int], wanted: int | None = None) -> int | None:
-        """A port free on this node (`wanted` if it is), skipping those the database gives to other engines."""
-        if wanted is not None:
-            return wanted if port_free(wanted, host) else None
-        return next((port for port in range(low, high + 1) if port not in taken and port_free(port, host)), None)
-
     def start(self, argv: list[str], env: dict[str, str], cwd: str, log_path: str) -> dict:
         """Start the engine, its output appended to `log_path`; its pid and start time."""
         self.fetching = False
@@ -148,7 +142,24 @@ class EngineActor:
 
 class NodeAgent:
     """One per node (named `node-NAME`): what the node has that Ray does not say, its GPUs' memory (NVML) and its
-    disk."""
+    disk; and the one that hands out the node's ports to engines."""
+
+    def __init__(self):
+        self.handed: dict[int, float] = {}  # port → when it was handed out
+
+    def reserve_port(self, host: str, low: int, high: int, taken: list[int], hold_seconds: float,
+                     wanted: int | None = None) -> int | None:
+        """A port free on this node (`wanted` if it is), skipping those the database gives to engines and those
+        handed out in the last `hold_seconds` (an engine binds its port only once loaded: until then the port
+        looks free, and two engines starting at once on one node must not be given the same)."""
+        now = time.monotonic()
+        self.handed = {port: at for port, at in self.handed.items() if now - at < hold_seconds}
+        candidates = [wanted] if wanted is not None else range(low, high + 1)
+        port = next((port for port in candidates if port not in taken and port not in self.handed
+                     and port_free(port, host)), None)
+        if port is not None:
+            self.handed[port] = now
+        return port
 
     def stats(self, models_dir: str) -> dict:
         from core.gpus import gpu_stats

@@ -12,7 +12,7 @@ from llm_manager.config import SettingError
 
 # The verbs `llm-manager --help` lists first; every other management command works too.
 VERBS = ("serve", "pull", "models", "ls", "rm", "import", "deploy", "ps", "stop", "restart", "logs", "chat",
-         "engines")
+         "engines", "node")
 
 
 # Commands that run the service: what they do is the service's own doing ("system"), not an operator's.
