@@ -331,9 +331,11 @@ class RayHost:
 
     def release(self, deployment: Deployment) -> None:
         """Kill its actor (and so its engine) and free its placement group's GPUs."""
-        name = deployment.options.get("actor")
-        if not name:
-            return
+        if deployment.options.get("actor"):
+            self.release_named(deployment.options["actor"])
+
+    def release_named(self, name: str) -> None:
+        """Kill the actor `name` and remove its placement group (both named alike), whichever are still there."""
         from ray.util import placement_group_table
         from ray.util.placement_group import get_placement_group
 
@@ -501,7 +503,8 @@ class NodeFetch:
         # The deployment is recorded with this actor once its start returns (supervisor.spawn) — wait for that.
         deadline = time.monotonic() + PLACEMENT_TIMEOUT
         while not Deployment.objects.filter(id=self.deployment_id, options__actor=actor_name).exists():
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline:  # never recorded (or replaced meanwhile): nobody waits for this engine
+                RayHost().release_named(actor_name)
                 return
             time.sleep(0.05)
         try:

@@ -47,7 +47,9 @@ class EngineActor:
         self.deployment_id = deployment_id
         self.process: subprocess.Popen | None = None
         self.log_path: Path | None = None
-        self.fetching = False
+        # Until it starts an engine (or its fetch fails) it is preparing: placed, maybe fetching the model; its
+        # deployment is `starting` and alive, never "exited" before it began.
+        self.preparing = True
         self.fetched = {"done": 0, "received": 0}
 
     def where(self) -> dict:
@@ -69,7 +71,7 @@ class EngineActor:
 
         root = node_models_dir()
         settings = TransferSettings(**transfer)
-        self.fetching, self.fetched = True, {"done": 0, "received": 0}
+        self.fetched = {"done": 0, "received": 0}
         try:
             for item in items:
                 target = inside(root, root / safe_relative_path(item["path"]))
@@ -94,17 +96,17 @@ class EngineActor:
                                      expected=item["expected"], algorithm=item["algorithm"], settings=settings,
                                      auth=item.get("auth"), parts=[], tick=tick, started_over=lambda: None)
                     self.fetched["done"] = before + item["size"]
-            return self.fetched["received"]  # still `fetching` until start(): no moment without an engine or a fetch
+            return self.fetched["received"]  # still preparing until start(): no moment without an engine or a fetch
         except BaseException:
-            self.fetching = False
+            self.preparing = False
             raise
 
     def progress(self) -> dict:
-        return dict(self.fetched, fetching=self.fetching)
+        return dict(self.fetched)
 
     def start(self, argv: list[str], env: dict[str, str], cwd: str, log_path: str) -> dict:
         """Start the engine, its output appended to `log_path`; its pid and start time."""
-        self.fetching = False
+        self.preparing = False
         Path(cwd).mkdir(parents=True, exist_ok=True)
         self.log_path = Path(log_path)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,8 +121,8 @@ class EngineActor:
         return {"pid": self.process.pid}
 
     def alive(self) -> bool:
-        """Its engine runs, or it is still fetching the model the engine needs."""
-        return self.fetching or (self.process is not None and self.process.poll() is None)
+        """Its engine runs, or it is still preparing to start it (fetching the model the engine needs)."""
+        return self.preparing or (self.process is not None and self.process.poll() is None)
 
     def exit_status(self) -> int | None:
         return None if self.process is None else self.process.poll()
