@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -103,13 +103,23 @@ def node_stats(names: list[str]) -> dict[str, dict]:
     return found
 
 
+def _draining() -> set[str]:
+    return set(Node.objects.filter(draining=True).values_list("name", flat=True))
+
+
+def _by_node(statuses, excluding: str = "") -> dict[str, list[Deployment]]:
+    """The deployments in `statuses` (but `excluding`) by the node they are on."""
+    found: dict[str, list[Deployment]] = {}
+    for deployment in Deployment.objects.filter(status__in=statuses).exclude(node="").exclude(id=excluding):
+        found.setdefault(deployment.node, []).append(deployment)
+    return found
+
+
 def nodes() -> list[dict]:
     """Every node, as GET /api/nodes shows it."""
     entries = ray_nodes()
-    draining = set(Node.objects.filter(draining=True).values_list("name", flat=True))
-    holding: dict[str, list[Deployment]] = {}
-    for deployment in Deployment.objects.filter(status__in=[*HOLDING, DeploymentStatus.ERROR]).exclude(node=""):
-        holding.setdefault(deployment.node, []).append(deployment)
+    draining = _draining()
+    holding = _by_node([*HOLDING, DeploymentStatus.ERROR])
     stats = node_stats([name for name, entry in entries.items() if entry["Alive"]])
     rows = []
     for name, entry in sorted(entries.items()):
@@ -134,10 +144,8 @@ def nodes() -> list[dict]:
 def rooms(excluding: str = "") -> list[NodeRoom]:
     """Placement's view: the alive nodes, each with the GPUs no deployment holds (but `excluding`'s own), with
     their memory where the node's agent reads it through NVML (else Ray's count alone)."""
-    draining = set(Node.objects.filter(draining=True).values_list("name", flat=True))
-    held: dict[str, list[Deployment]] = {}
-    for deployment in Deployment.objects.filter(status__in=HOLDING).exclude(node="").exclude(id=excluding):
-        held.setdefault(deployment.node, []).append(deployment)
+    draining = _draining()
+    held = _by_node(HOLDING, excluding)
     spread_holders = [d for ds in held.values() for d in ds if d.options.get("spread")]
     alive = {name: entry for name, entry in ray_nodes().items() if entry["Alive"]}
     stats = node_stats(list(alive))
@@ -174,31 +182,38 @@ class RayHost:
     def nodes(self) -> list[dict]:
         return nodes()
 
-    def node(self, node_id: str) -> dict:
-        found = next((row for row in nodes() if node_id in (row["id"], row["ray_node_id"])), None)
+    def _name(self, node_id: str) -> str:
+        """The name of the node `node_id` names (its name or its Ray id); NODE_NOT_FOUND otherwise."""
+        found = next((name for name, entry in ray_nodes().items() if node_id in (name, entry["NodeID"])), None)
         if found is None:
             raise ApiError("NODE_NOT_FOUND", f"No node {node_id!r} in the cluster", 404)
         return found
+
+    def node(self, node_id: str) -> dict:
+        name = self._name(node_id)
+        return next(row for row in nodes() if row["id"] == name)
 
     def drain(self, node_id: str) -> dict:
         """No new deployments on the node; a worker moves its deployments off it one by one (move_off)."""
         from django_q.tasks import async_task
 
-        name = self.node(node_id)["id"]
+        name = self._name(node_id)
         Node.objects.update_or_create(name=name, defaults={"draining": True})
         async_task("deployments.cluster.move_off", name, task_name=f"drain-{name}")
         return self.node(name)
 
     def undrain(self, node_id: str) -> dict:
-        name = self.node(node_id)["id"]
+        name = self._name(node_id)
         Node.objects.update_or_create(name=name, defaults={"draining": False})
         return self.node(name)
 
     def gpus(self) -> list[dict]:
-        """The alive nodes' GPUs as Ray counts them (their memory is each node's own business)."""
-        return [{"index": index, "name": f"GPU {index} of {room.name}", "node": room.name,
+        """The alive nodes' GPUs as Ray counts them (what an engine's choice and default GPU count need; their
+        memory is for placement, which asks the nodes' agents)."""
+        return [{"index": index, "name": f"GPU {index} of {name}", "node": name,
                  "memory_total_bytes": 0, "memory_free_bytes": 0}
-                for room in rooms() for index in range(room.gpus)]
+                for name, entry in ray_nodes().items() if entry["Alive"]
+                for index in range(int((entry.get("Resources") or {}).get("GPU", 0)))]
 
     def admit(self, *, model: ModelFiles, engine: Engine, gpus: list[dict], max_model_len: int | None,
               gpu_memory_utilization: float, tensor_parallel_size: int, pipeline_parallel_size: int,
@@ -233,14 +248,16 @@ class RayHost:
         name = deployment.options.get("actor")
         return ray().get_actor(name, namespace=NAMESPACE) if name else None
 
-    def start(self, deployment: Deployment, launch_for: Callable[[Deployment], Launch]) -> None:
-        """(Re)start: free what its last engine held, then place and start the next."""
+    def start(self, deployment: Deployment, launch_for: Callable[[Deployment], Launch]) -> tuple[Launch, None]:
+        """(Re)start: free what its last engine held, then place and start the next; what starts it (no process
+        here to follow)."""
         self.release(deployment)
-        self.place_and_start(deployment, launch_for)
+        return self.place_and_start(deployment, launch_for), None
 
-    def place_and_start(self, deployment: Deployment, launch_for: Callable[[Deployment], Launch]) -> None:
-        """Place the deployment (its named node, else where choose_node says), start its actor and the engine; a
-        new generation of actor, so the last one may still serve while this one starts (a move)."""
+    def place_and_start(self, deployment: Deployment, launch_for: Callable[[Deployment], Launch]) -> Launch:
+        """Place the deployment (first on the node it was admitted to, later where choose_node says), start its
+        actor and the engine, on the node's paths; a new generation of actor, so the last one may still serve
+        while this one starts (a move). What starts the engine there."""
         from ray.util.placement_group import placement_group, remove_placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -249,10 +266,10 @@ class RayHost:
         distributed = bool(deployment.options.get("distributed"))
         # A spread deployment's GPUs are vLLM's to place (its Ray executor); this actor, its driver, takes none.
         count = 0 if distributed else int(deployment.options.get("gpu_count", 0))
-        # A node asked for holds its first placement; a restart after a failure goes wherever there is room.
-        pinned = deployment.options.get("node_requested") and not deployment.options.get("generation")
-        name = deployment.node if distributed else _choose(
-            count, deployment.node if pinned else None, excluding=deployment.id, **deployment.options.get("fit", {}))
+        # The first placement is where admit() put it moments ago; a restart or a move goes wherever there is room.
+        first = not deployment.options.get("generation")
+        name = deployment.node if distributed or first else _choose(
+            count, None, excluding=deployment.id, **deployment.options.get("fit", {}))
         generation = int(deployment.options.get("generation", 0)) + 1
         actor_name = f"{deployment.id}-{generation}"
         bundle = {f"{NODE_RESOURCE}{name}": 0.001, **({"GPU": count} if count else {})}
@@ -289,7 +306,7 @@ class RayHost:
                                 timeout=PLACEMENT_TIMEOUT)
             deployment.pid = started["pid"]
             deployment.options["spawned_at"] = time.time()
-            return
+            return launch
         # The model goes into the node's own cache first (shown as a download task of the node), then the engine
         # starts there, on the node's paths; meanwhile the deployment is `starting`.
         try:
@@ -298,11 +315,12 @@ class RayHost:
             self._discard(actor, group)
             raise
         ours, theirs = str(settings.MODELS_DIR), where["models_dir"]
-        argv = [arg.replace(ours, theirs) for arg in launch.argv]
-        env = {key: value.replace(ours, theirs) for key, value in launch.env.items()}
-        threading.Thread(target=fetch.then_start, args=(actor, actor_name, argv, env, node_data_dir,
+        launch = replace(launch, argv=[arg.replace(ours, theirs) for arg in launch.argv],
+                         env={key: value.replace(ours, theirs) for key, value in launch.env.items()})
+        threading.Thread(target=fetch.then_start, args=(actor, actor_name, launch.argv, launch.env, node_data_dir,
                                                         deployment.log_path), daemon=True,
                          name=f"fetch-{deployment.id}").start()
+        return launch
 
     def _node_alive(self, deployment: Deployment) -> bool:
         """Ray's word on the deployment's node (a call to an actor on a node just lost may hang until its timeout)."""
@@ -326,8 +344,7 @@ class RayHost:
             if actor is not None:
                 ray().get(actor.stop.remote(grace), timeout=grace + CALL_TIMEOUT)
         except Exception:
-            pass  # gone already, or its node is: release() below clears what is left
-        self.release(deployment)
+            pass  # gone already, or its node is: release() (supervisor.terminate calls it next) clears the rest
 
     def release(self, deployment: Deployment) -> None:
         """Kill its actor (and so its engine) and free its placement group's GPUs."""
@@ -394,15 +411,8 @@ def move(deployment: Deployment) -> None:
 
     old = Deployment.objects.get(id=deployment.id)
     successor = Deployment.objects.get(id=deployment.id)
-    successor.options = {**successor.options, "node_requested": False}
-    launched: list[Launch] = []
-
-    def launch_for(placed: Deployment) -> Launch:
-        launched.append(supervisor.launch_of(placed))
-        return launched[-1]
-
     host = RayHost()
-    host.place_and_start(successor, launch_for)
+    launch = host.place_and_start(successor, supervisor.launch_of)
     deadline = time.monotonic() + settings.ENGINE_READY_TIMEOUT
     while not supervisor.probe(successor)[0]:
         if time.monotonic() > deadline or not host.alive(successor):
@@ -412,17 +422,18 @@ def move(deployment: Deployment) -> None:
     switched = Deployment.objects.filter(id=deployment.id, status=DeploymentStatus.RUNNING,
                                          options__actor=old.options.get("actor")).update(
         node=successor.node, host=successor.host, port=successor.port, gpu_ids=successor.gpu_ids,
-        pid=successor.pid, options={**successor.options, "argv": launched[-1].argv})
+        pid=successor.pid, options={**successor.options, "argv": launch.argv})
     if not switched:  # stopped or restarted meanwhile: the new engine is not wanted
         host.release(successor)
         return
     logger.info("%s moved from %s to %s", deployment.id, old.node, successor.node)
     # Callers that read the old route (cached up to ROUTE_TTL) reach the old engine meanwhile: it answers them.
     time.sleep(2 * ROUTE_TTL + 1)
-    host.stop(old, settings.ENGINE_STOP_GRACE)
+    supervisor.terminate(old)
 
 
 MAX_INLINE_BYTES = 1024 * 1024  # the source's own small files (refs, manifests) travel in the fetch request
+RECORD_WAIT = 5.0
 
 
 def refuse_unfetchable(*, model_id: str, source: str):
@@ -500,13 +511,6 @@ class NodeFetch:
         from downloads.models import DownloadFile, DownloadStatus, DownloadTask
 
         rows = DownloadTask.everywhere.filter(id=self.task.id)
-        # The deployment is recorded with this actor once its start returns (supervisor.spawn) — wait for that.
-        deadline = time.monotonic() + PLACEMENT_TIMEOUT
-        while not Deployment.objects.filter(id=self.deployment_id, options__actor=actor_name).exists():
-            if time.monotonic() > deadline:  # never recorded (or replaced meanwhile): nobody waits for this engine
-                RayHost().release_named(actor_name)
-                return
-            time.sleep(0.05)
         try:
             by_size = self.task.status == DownloadStatus.COMPLETED
             rows.update(status=DownloadStatus.DOWNLOADING, error="", error_code="", started_at=timezone.now(),
@@ -542,9 +546,16 @@ class NodeFetch:
             return
         finally:
             close_old_connections()
-        current = Deployment.objects.filter(id=self.deployment_id, options__actor=actor_name).first()
-        if current is not None:
-            Deployment.objects.filter(id=current.id, options__actor=actor_name).update(
-                pid=started["pid"], options={**current.options, "spawned_at": time.time(), "argv": argv},
-                updated_at=timezone.now())
-            supervisor.await_ready(self.deployment_id, started["pid"])
+        # The engine's pid goes to the deployment once it is recorded with this actor: at once for a start
+        # (supervisor.spawn saves it as this fetch begins), never for a drain's successor, whose move records it
+        # when it switches the route — that one is not waited for.
+        deadline = time.monotonic() + RECORD_WAIT
+        while time.monotonic() < deadline:
+            current = Deployment.objects.filter(id=self.deployment_id, options__actor=actor_name).first()
+            if current is not None:
+                Deployment.objects.filter(id=current.id, options__actor=actor_name).update(
+                    pid=started["pid"], options={**current.options, "spawned_at": time.time(), "argv": argv},
+                    updated_at=timezone.now())
+                supervisor.await_ready(self.deployment_id, started["pid"])
+                return
+            time.sleep(0.05)

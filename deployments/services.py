@@ -105,7 +105,7 @@ def start_deployment(*, model_id: str, model_source: str, port: int | None = Non
         options={"tensor_parallel_size": tensor_parallel_size, "pipeline_parallel_size": pipeline_parallel_size,
                  "memory_required_bytes": admission.required_bytes, "distributed": bool(admission.spread),
                  "spread": admission.spread,
-                 "gpu_count": admission.gpu_count, "node_requested": bool(node), "port_requested": port is not None,
+                 "gpu_count": admission.gpu_count, "port_requested": port is not None,
                  "fit": admission.fit})
     if not deployment.name:
         deployment.name = deployment.id

@@ -127,7 +127,9 @@ class LocalHost:
         return Admission(gpu_ids=placed, gpu_count=len(placed), node="", required_bytes=required,
                          available_bytes=available)
 
-    def start(self, deployment: Deployment, launch_for: Callable[[Deployment], Launch]) -> subprocess.Popen:
+    def start(self, deployment: Deployment,
+              launch_for: Callable[[Deployment], Launch]) -> tuple[Launch, subprocess.Popen]:
+        """Start the engine here; what started it, and its process."""
         if deployment.port is None:
             deployment.port = allocate_port()
         launch = launch_for(deployment)
@@ -140,7 +142,7 @@ class LocalHost:
         deployment.pid = process.pid
         deployment.options = {**deployment.options, "pid_started": psutil.Process(process.pid).create_time(),
                               "spawned_at": time.time()}
-        return process
+        return launch, process
 
     def alive(self, deployment: Deployment) -> bool:
         return process_alive(deployment)
@@ -181,10 +183,11 @@ class LocalHost:
         held = Deployment.objects.filter(status__in=ACTIVE)
         by_gpu = {deployment.id: deployment.gpu_ids for deployment in held if deployment.gpu_ids}
         disk = psutil.disk_usage(str(settings.DATA_DIR))
+        devices = gpu_stats()
         return {"id": "local", "name": socket.gethostname(), "ray_node_id": None, "address": "127.0.0.1",
                 "alive": True, "draining": False, "head": True,
-                "gpus": {"total": len(gpu_stats()), "held": sum(len(ids) for ids in by_gpu.values()),
-                         "by_deployment": by_gpu, "devices": gpu_stats()},
+                "gpus": {"total": len(devices), "held": sum(len(ids) for ids in by_gpu.values()),
+                         "by_deployment": by_gpu, "devices": devices},
                 "cpus": psutil.cpu_count(), "memory_bytes": psutil.virtual_memory().total,
                 "disk_free_bytes": disk.free,
                 "deployments": [{"id": d.id, "name": d.name, "status": d.status, "gpu_ids": d.gpu_ids,
@@ -216,18 +219,10 @@ def log_lines(deployment: Deployment, lines: int) -> list[str]:
 
 def spawn(deployment: Deployment) -> None:
     """Start the engine on its host, its output appended to the deployment's log."""
-    model = model_files(model_id=deployment.model_id, source=deployment.model_source, file=deployment.model_file)
     path = log_path(deployment)
     path.parent.mkdir(parents=True, exist_ok=True)
     deployment.log_path = str(path)
-    launched: list[Launch] = []
-
-    def launch_for(placed: Deployment) -> Launch:
-        launched.append(_launch(placed, model))
-        return launched[-1]
-
-    process = host().start(deployment, launch_for)
-    launch = launched[-1]
+    launch, process = host().start(deployment, launch_of)
     deployment.status = DeploymentStatus.STARTING
     deployment.error = ""
     deployment.started_at = None

@@ -15,9 +15,9 @@ from tests.envelope import assert_error, assert_success
 from tests.service import Service
 
 
-def node_task(client) -> dict | None:
+def node_task(client, node: str = "w1") -> dict | None:
     tasks = assert_success(client.get("/api/downloads/list", params={"page_size": 100}))["items"]
-    return next((task for task in tasks if task["node"] == "w1"), None)
+    return next((task for task in tasks if task["node"] == node), None)
 
 
 def deployment(client, deployment_id: str) -> dict:
@@ -73,8 +73,19 @@ def test_a_node_fetches_the_model_into_its_own_cache_and_resumes_after_its_crash
             assert cached and cached[0].stat().st_size == size
             answer = client.post(f"/api/completions/{deployment_id}", json={"prompt": "Hello", "max_tokens": 2})
             assert answer.status_code == 200, answer.text
-            client.delete(f"/api/deployments/{deployment_id}")
+            # Drained, w1's deployment moves to w2, which fetches the model into its own cache before it answers.
+            fake_hub.bytes_per_second = None
             assert_success(client.put("/api/nodes/w2/undrain"))
+            assert_success(client.put("/api/nodes/w1/drain"))
+            moved, _ = wait_until(lambda: (d := deployment(client, deployment_id))["node"] == "w2" and d, 90,
+                                  "the deployment to move to w2")
+            assert moved["status"] == "running" and str(cluster.node_data_dir("w2")) in " ".join(moved["command"])
+            assert node_task(client, "w2")["status"] == "completed"
+            assert list((cluster.node_data_dir("w2") / "models").rglob(TINY_FILE))
+            answer = client.post(f"/api/completions/{deployment_id}", json={"prompt": "Hello", "max_tokens": 2})
+            assert answer.status_code == 200, answer.text
+            client.delete(f"/api/deployments/{deployment_id}")
+            assert_success(client.put("/api/nodes/w1/undrain"))
     finally:
         fake_hub.bytes_per_second = None
         service.stop()
