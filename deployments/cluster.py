@@ -327,13 +327,26 @@ class RayHost:
         return bool(ray_nodes().get(deployment.node, {}).get("Alive"))
 
     def alive(self, deployment: Deployment) -> bool:
+        """False only on Ray's word: the node is lost, the actor is gone or dead, or it says its engine ended. An
+        actor that answers late (a busy node) is not dead: the next round asks again, and a hung engine is the
+        readiness timeout's and the probes' to catch."""
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
         if not self._node_alive(deployment):
             return False
         try:
             actor = self._actor(deployment)
             return bool(actor) and bool(ray().get(actor.alive.remote(), timeout=CALL_TIMEOUT))
-        except Exception:  # no such actor, or it died with its node, or it does not answer: not alive
+        except ValueError:  # no actor by that name: released, or never recorded
             return False
+        except ActorUnavailableError as exc:  # a RayActorError that Ray itself calls temporary
+            logger.warning("the actor of %s is unavailable for now: %s", deployment.id, exc)
+            return True
+        except RayActorError:  # it died (with its node, or killed)
+            return False
+        except Exception as exc:  # no answer within CALL_TIMEOUT, or a transient GCS error
+            logger.warning("the actor of %s did not answer: %s: %s", deployment.id, type(exc).__name__, exc)
+            return True
 
     def why_down(self, deployment: Deployment) -> str:
         return "the engine process exited" if self._node_alive(deployment) else f"node {deployment.node} lost"

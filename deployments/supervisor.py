@@ -377,6 +377,12 @@ def _supervise_one(deployment: Deployment) -> None:
                     f"{deployment.restart_count} failed: {exc.message}"[-4000:],
                     options={**deployment.options, "restart_at": time.time() + min(60, 2 ** deployment.restart_count)})
         return
+    if deployment.status == DeploymentStatus.STARTING and not deployment.log_path:
+        # Created, and its starter is still placing it (spawn records it when placed; on Ray that takes seconds):
+        # not yet the caretaker's to judge, unless that start was cut off (the service stopped midway).
+        if (timezone.now() - deployment.updated_at).total_seconds() > settings.ENGINE_READY_TIMEOUT:
+            _failed(deployment, "its start was cut off before the engine was placed")
+        return
     if not host().alive(deployment):
         _failed(deployment, host().why_down(deployment))
         return
