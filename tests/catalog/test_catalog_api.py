@@ -61,6 +61,9 @@ def test_a_query_with_filters_matches_the_type_exactly(api, fake_hub):
     typed = search(api, query="facet", source="huggingface", model_type="text-generation")
     assert [i["id"] for i in typed["items"]] == ["facet-org/facet-model-0", "facet-org/facet-model-2"]
     assert typed["pagination"]["total"] == 2
+    # No other type holds the words of this one: the index's count alone answers, and must still be right.
+    longest = search(api, query="facet", source="huggingface", model_type="text-generation-inference")
+    assert [i["id"] for i in longest["items"]] == ["facet-org/facet-model-1"] and longest["pagination"]["total"] == 1
     assert search(api, query="facet", source="ollama")["pagination"]["total"] == 0
 
 
