@@ -11,6 +11,7 @@ Nodes are the Ray nodes joined with `manage.py node join --name NAME`, which giv
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -39,9 +40,14 @@ NAMESPACE = "llm_manager"
 NODE_RESOURCE = "llm_node:"
 PLACEMENT_TIMEOUT = 30.0
 CALL_TIMEOUT = 5.0
+# A node's fetch whose task shows no progress for this long has lost its follower (it writes every 0.5 s).
+FOLLOWER_SILENCE = 10.0
 HOLDING = (DeploymentStatus.STARTING, DeploymentStatus.RUNNING, DeploymentStatus.STOPPING)
 
 _connect_lock = threading.Lock()
+# Set as this process exits, before Ray disconnects it: a fetch's follower then stops without failing the
+# deployment (the restarted service follows the fetch again, RayHost.adopt_start), and nothing connects anew.
+_exiting = threading.Event()
 
 
 def ray():
@@ -50,9 +56,12 @@ def ray():
 
     with _connect_lock:
         if not ray_module.is_initialized():
+            if _exiting.is_set():
+                raise RuntimeError("this process is exiting")
             options = {"_node_ip_address": settings.NODE_IP} if settings.NODE_IP else {}
             ray_module.init(address=settings.RAY_ADDRESS, namespace=NAMESPACE, log_to_driver=False,
                             logging_level=logging.WARNING, **options)
+            atexit.register(_exiting.set)  # after Ray's own handler, so it runs before it (last in, first out)
     return ray_module
 
 
@@ -297,30 +306,51 @@ class RayHost:
             where["gpu_ids"]
         deployment.options = {**deployment.options, "actor": actor_name, "generation": generation,
                               "ray_node_id": where["node_id"]}
-        launch: Launch = launch_for(deployment)
-        if distributed:
-            launch.env["RAY_ADDRESS"] = settings.RAY_ADDRESS
-        node_data_dir = str(Path(where["models_dir"]).parent)
+        launch = self._on_node(deployment, launch_for(deployment), where)
         if settings.SHARED_STORAGE:
-            started = ray().get(actor.start.remote(launch.argv, launch.env, node_data_dir, deployment.log_path),
+            started = ray().get(actor.start.remote(launch.argv, launch.env, _data_dir(where), deployment.log_path),
                                 timeout=PLACEMENT_TIMEOUT)
             deployment.pid = started["pid"]
             deployment.options["spawned_at"] = time.time()
             return launch
         # The model goes into the node's own cache first (shown as a download task of the node), then the engine
-        # starts there, on the node's paths; meanwhile the deployment is `starting`.
+        # starts there; meanwhile the deployment is `starting`.
         try:
             fetch = NodeFetch(deployment=deployment, node=name, models_dir=where["models_dir"])
         except ApiError:
             self._discard(actor, group)
             raise
-        ours, theirs = str(settings.MODELS_DIR), where["models_dir"]
-        launch = replace(launch, argv=[arg.replace(ours, theirs) for arg in launch.argv],
-                         env={key: value.replace(ours, theirs) for key, value in launch.env.items()})
-        threading.Thread(target=fetch.then_start, args=(actor, actor_name, launch.argv, launch.env, node_data_dir,
-                                                        deployment.log_path), daemon=True,
-                         name=f"fetch-{deployment.id}").start()
+        fetch.follow(actor, actor_name, launch, _data_dir(where), deployment.log_path)
         return launch
+
+    @staticmethod
+    def _on_node(deployment: Deployment, launch: Launch, where: dict) -> Launch:
+        """The launch as the node runs it: its own model cache in the paths unless storage is shared, and the
+        cluster's address for vLLM's Ray executor."""
+        if deployment.options.get("distributed"):
+            launch.env["RAY_ADDRESS"] = settings.RAY_ADDRESS
+        if settings.SHARED_STORAGE:
+            return launch
+        ours, theirs = str(settings.MODELS_DIR), where["models_dir"]
+        return replace(launch, argv=[arg.replace(ours, theirs) for arg in launch.argv],
+                       env={key: value.replace(ours, theirs) for key, value in launch.env.items()})
+
+    def adopt_start(self, deployment: Deployment, launch_for: Callable[[Deployment], Launch]) -> None:
+        """Follow a start whose follower is gone: the service restarted while the node fetched the model (the
+        actor goes on fetching; without a follower no one would start the engine). Asking a follower's actor again
+        is harmless: it waits for the fetch it has and hands back an engine it already started."""
+        if settings.SHARED_STORAGE or deployment.pid is not None or not deployment.options.get("actor"):
+            return
+        fetch_task = NodeFetch.task_of(deployment)
+        if fetch_task is None or (timezone.now() - fetch_task.updated_at).total_seconds() < FOLLOWER_SILENCE:
+            return
+        actor = self._actor(deployment)
+        where = ray().get(actor.where.remote(), timeout=CALL_TIMEOUT)
+        logger.info("following the start of %s on %s again (its follower went silent)", deployment.id,
+                    deployment.node)
+        fetch = NodeFetch(deployment=deployment, node=deployment.node, models_dir=where["models_dir"])
+        fetch.follow(actor, deployment.options["actor"], self._on_node(deployment, launch_for(deployment), where),
+                     _data_dir(where), deployment.log_path)
 
     def _node_alive(self, deployment: Deployment) -> bool:
         """Ray's word on the deployment's node (a call to an actor on a node just lost may hang until its timeout)."""
@@ -404,6 +434,11 @@ class RayHost:
             return ray().get(actor.tail.remote(lines), timeout=CALL_TIMEOUT) if actor else None
         except Exception:
             return None
+
+
+def _data_dir(where: dict) -> str:
+    """The node's data dir, its engines' working directory."""
+    return str(Path(where["models_dir"]).parent)
 
 
 def move_off(node: str) -> None:
@@ -517,6 +552,19 @@ class NodeFetch:
                 items.append({"kind": "file", "path": relative, "data": path.read_bytes()})
         return items
 
+    @staticmethod
+    def task_of(deployment: Deployment):
+        """The node's download task that fetches the deployment's model, if there is one."""
+        from downloads.models import DownloadTask
+
+        return DownloadTask.everywhere.filter(node=deployment.node, source=deployment.model_source,
+                                              model_id=deployment.model_id).order_by("-created_at").first()
+
+    def follow(self, actor, actor_name: str, launch: Launch, cwd: str, log_path: str) -> None:
+        """In a thread: the actor's fetch, its progress on the node's task, then the engine's start."""
+        threading.Thread(target=self.then_start, args=(actor, actor_name, launch.argv, launch.env, cwd, log_path),
+                         daemon=True, name=f"fetch-{self.deployment_id}").start()
+
     def then_start(self, actor, actor_name: str, argv: list[str], env: dict[str, str], cwd: str,
                    log_path: str) -> None:
         from deployments import supervisor
@@ -544,6 +592,8 @@ class NodeFetch:
                                                                      downloaded_bytes=F("size"))
             started = ray().get(actor.start.remote(argv, env, cwd, log_path), timeout=PLACEMENT_TIMEOUT)
         except Exception as exc:
+            if _exiting.is_set():
+                return
             lost = not ray_nodes().get(self.node, {}).get("Alive")
             message = f"node {self.node} lost" if lost else f"{type(exc).__name__}: {exc}"[:2000]
             rows.update(status=DownloadStatus.FAILED, error_code="NODE_LOST" if lost else "FETCH_FAILED",

@@ -12,10 +12,15 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.logfiles import tail_lines
+
+if TYPE_CHECKING:
+    from downloads.transfer import TransferSettings
 
 # The engine's first step, before it becomes the engine (exec): SIGKILL when its parent, this actor's process, ends
 # (PR_SET_PDEATHSIG survives exec; a preexec_fn could deadlock the fork of a process with Ray's threads).
@@ -50,7 +55,10 @@ class EngineActor:
         # Until it starts an engine (or its fetch fails) it is preparing: placed, maybe fetching the model; its
         # deployment is `starting` and alive, never "exited" before it began.
         self.preparing = True
-        self.fetched = {"done": 0, "received": 0}
+        self.fetched = {"done": 0, "received": 0, "complete": False}
+        # One fetch at a time: a service that restarted mid-fetch asks again (deployments.cluster.RayHost.adopt_start)
+        # while the first, whose caller is gone, may still run.
+        self.fetch_lock = threading.Lock()
 
     def where(self) -> dict:
         """The node it runs on, the GPUs Ray gave it (as CUDA_VISIBLE_DEVICES numbers them), its model cache."""
@@ -65,13 +73,20 @@ class EngineActor:
         with the service's downloader (parallel ranges, resumable from its partial file and checkpoint after a
         crash of this node, verified, renamed into place), then the source's `link`s and small `file`s. Files
         already there are kept (checked `by_size` when the node fetched them before, else by digest). The bytes
-        received."""
+        received. Asked again, it waits for a fetch still running and answers what this actor fetched."""
+        from downloads.transfer import TransferSettings
+
+        with self.fetch_lock:
+            if self.fetched["complete"]:
+                return self.fetched["received"]
+            return self._fetch(items, TransferSettings(**transfer), by_size)
+
+    def _fetch(self, items: list[dict], settings: TransferSettings, by_size: bool) -> int:
         from core.paths import inside, safe_relative_path
-        from downloads.transfer import TransferSettings, fetch_into_place, verified
+        from downloads.transfer import fetch_into_place, verified
 
         root = node_models_dir()
-        settings = TransferSettings(**transfer)
-        self.fetched = {"done": 0, "received": 0}
+        self.fetched = {"done": 0, "received": 0, "complete": False}
         try:
             for item in items:
                 target = inside(root, root / safe_relative_path(item["path"]))
@@ -96,6 +111,7 @@ class EngineActor:
                                      expected=item["expected"], algorithm=item["algorithm"], settings=settings,
                                      auth=item.get("auth"), parts=[], tick=tick, started_over=lambda: None)
                     self.fetched["done"] = before + item["size"]
+            self.fetched["complete"] = True
             return self.fetched["received"]  # still preparing until start(): no moment without an engine or a fetch
         except BaseException:
             self.preparing = False
@@ -105,7 +121,10 @@ class EngineActor:
         return dict(self.fetched)
 
     def start(self, argv: list[str], env: dict[str, str], cwd: str, log_path: str) -> dict:
-        """Start the engine, its output appended to `log_path`; its pid and start time."""
+        """Start the engine, its output appended to `log_path`; its pid. Asked again while it runs (by a service
+        that restarted before it recorded the pid), the running engine's pid."""
+        if self.process is not None and self.process.poll() is None:
+            return {"pid": self.process.pid}
         self.preparing = False
         Path(cwd).mkdir(parents=True, exist_ok=True)
         self.log_path = Path(log_path)

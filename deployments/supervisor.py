@@ -144,6 +144,9 @@ class LocalHost:
                               "spawned_at": time.time()}
         return launch, process
 
+    def adopt_start(self, deployment: Deployment, launch_for: Callable[[Deployment], Launch]) -> None:
+        """Nothing: an engine started here needs no follower (the caretaker probes it)."""
+
     def alive(self, deployment: Deployment) -> bool:
         return process_alive(deployment)
 
@@ -387,6 +390,7 @@ def _supervise_one(deployment: Deployment) -> None:
         _failed(deployment, host().why_down(deployment))
         return
     if deployment.status == DeploymentStatus.STARTING:
+        host().adopt_start(deployment, launch_of)
         if probe(deployment)[0]:
             _promote(deployment)
         elif time.time() - deployment.options.get("spawned_at", time.time()) > settings.ENGINE_READY_TIMEOUT:
