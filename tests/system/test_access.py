@@ -247,6 +247,23 @@ def test_each_state_changing_call_leaves_one_audit_record_naming_who_made_it(api
             "allowed_models": "", "requests_per_minute": "", "tokens_per_minute": "", "_save": "Save"},
             follow_redirects=True)
         assert created.status_code == 200 and "The API key for from-console is" in created.text
+        # The console's generic forms, which call no service, are recorded from the admin's own log.
+        added = console.post("/admin/catalog/favorite/add/", data={
+            "csrfmiddlewaretoken": console.cookies["csrftoken"], "model_id": "console/pick",
+            "source": "huggingface", "_continue": "Save"})
+        assert added.status_code == 302, added.text[:500]
+        favorite = added.headers["location"].rstrip("/").split("/")[-2]  # …/favorite/PK/change/
+        deleted = console.post(f"/admin/catalog/favorite/{favorite}/delete/", data={
+            "csrfmiddlewaretoken": console.cookies["csrftoken"], "post": "yes"})
+        assert deleted.status_code == 302, deleted.text[:500]
+        again = console.post("/admin/catalog/favorite/add/", data={
+            "csrfmiddlewaretoken": console.cookies["csrftoken"], "model_id": "console/pick",
+            "source": "huggingface", "_continue": "Save"})
+        second_favorite = again.headers["location"].rstrip("/").split("/")[-2]
+        bulk = console.post("/admin/catalog/favorite/", data={  # the list's "Delete selected", confirmed
+            "csrfmiddlewaretoken": console.cookies["csrftoken"], "action": "delete_selected",
+            "_selected_action": [second_favorite], "post": "yes"})
+        assert bulk.status_code == 302, bulk.text[:500]
     assert_success(api.delete(f"/api/deployments/{second}", headers=as_key(ENV_KEY)))
     jobs = assert_success(api.post("/api/models/sync", json={"source": "huggingface", "limit": 1}, headers=as_ops),
                           202)
@@ -267,12 +284,18 @@ def test_each_state_changing_call_leaves_one_audit_record_naming_who_made_it(api
         (user, "deployment.restart", second, "success"),
         (OPERATOR[0], "deployment.stop", second, "success"),
         (OPERATOR[0], "key.create", "from-console", "success"),
+        (OPERATOR[0], "console.add", f"catalog.favorite/{favorite}", "success"),
+        (OPERATOR[0], "console.delete", f"catalog.favorite/{favorite}", "success"),
+        (OPERATOR[0], "console.add", f"catalog.favorite/{second_favorite}", "success"),
+        (OPERATOR[0], "console.delete", f"catalog.favorite/{second_favorite}", "success"),
         ("LLM_MANAGER_API_KEY", "deployment.delete", second, "success"),
         ("ops", "catalog.sync", "huggingface", "success"),
         ("ops", "download.delete", task["id"], "success"),
         ("LLM_MANAGER_API_KEY", "key.revoke", "from-console", "success"),
     ]
     assert jobs
+    console_messages = [e["message"] for e in reversed(events) if e["action"].startswith("console.")]
+    assert console_messages == ["huggingface:console/pick: Added.", "huggingface:console/pick"] * 2, console_messages
     kinds = assert_success(api.get("/api/audit", params={"object": "ops"}, headers=as_key(ENV_KEY)))["items"]
     assert [(e["actor_kind"], e["ip"]) for e in kinds] == [("command", "local")]
     by_ops = assert_success(api.get("/api/audit", params={"actor": "ops"}, headers=as_key(ENV_KEY)))["items"]
