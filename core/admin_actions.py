@@ -14,6 +14,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from core.api import ApiError
+from core.audit import record_console
 
 
 def service_action(name: str, operation: Callable[[str], object], noun: str, description: str = ""):
@@ -80,3 +81,25 @@ def redirect_back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         target = fallback
     return HttpResponseRedirect(target or fallback)
+
+
+class ConsoleAudit:
+    """A ModelAdmin's generic forms recorded in the audit trail where the admin logs them: additions and changes
+    (the change form and the list's editable fields) and deletions (the delete page and "Delete selected"). The
+    console's site mixes it into every model's admin (system.console.ConsoleAdminSite.register)."""
+
+    def log_addition(self, request, obj, message):
+        entry = super().log_addition(request, obj, message)
+        record_console(model=type(obj), pk=obj.pk, verb="add", message=f"{obj}: {entry.get_change_message()}")
+        return entry
+
+    def log_change(self, request, obj, message):
+        entry = super().log_change(request, obj, message)
+        record_console(model=type(obj), pk=obj.pk, verb="change", message=f"{obj}: {entry.get_change_message()}")
+        return entry
+
+    def log_deletions(self, request, queryset):
+        entries = super().log_deletions(request, queryset)  # called before the deletion, so pk is still there
+        for obj in queryset:
+            record_console(model=type(obj), pk=obj.pk, verb="delete", message=str(obj))
+        return entries

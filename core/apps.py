@@ -10,12 +10,6 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         import psutil
-        from django.contrib.admin.models import LogEntry
-        from django.db.models.signals import post_save
-
-        from core.audit import record_console_entry
-
-        post_save.connect(record_console_entry, sender=LogEntry, dispatch_uid="core.audit.console")
 
         # psutil's non-blocking cpu_percent() measures since its previous call:
         # prime it so the first request gets a real figure without waiting.

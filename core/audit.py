@@ -4,7 +4,7 @@ command), recorded once with its outcome.
 Services are where the API, the console and the commands meet, so recording there catches all three with one
 decorator; the caller comes from core.identity. A service that calls another audited one (deleting a
 deployment stops it first) leaves one record, the outer one's. The console's generic add, change and delete forms
-(which call no service) are recorded from the admin's own log of them.
+(which call no service) are recorded where the admin logs them (core.admin_actions.ConsoleAudit).
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import functools
 import logging
 from contextvars import ContextVar
 from typing import Any, Callable
-
-from django.contrib.admin.models import ADDITION, CHANGE, DELETION
 
 from core.api import ApiError
 from core.db import DATABASE_ERRORS
@@ -67,23 +65,10 @@ def record(*, action: str, object_id: str = "", result: str = "success", message
         logger.warning("audit record not written: %s by %s on %s: %s", action, who.name, object_id, result)
 
 
-CONSOLE_VERBS = {ADDITION: "add", CHANGE: "change", DELETION: "delete"}
-
-
 def record_console(*, model: type, pk: object, verb: str, message: str) -> None:
     """An object added, changed or deleted through a console form that calls no service: `console.VERB` on
-    `app.model/pk`. API keys' forms record key.create/change/revoke themselves."""
+    `app.model/pk` (core.admin_actions.ConsoleAudit). API keys' forms record key.create/change/revoke themselves."""
     if model is ApiKey:
         return
     meta = model._meta
     record(action=f"console.{verb}", object_id=f"{meta.app_label}.{meta.model_name}/{pk}", message=message)
-
-
-def record_console_entry(sender, instance, created: bool, **kwargs) -> None:
-    """post_save of the admin's LogEntry, which its add, change and delete forms write one at a time."""
-    model = instance.content_type.model_class() if instance.content_type else None
-    if not created or model is None:
-        return
-    detail = instance.get_change_message()
-    record_console(model=model, pk=instance.object_id, verb=CONSOLE_VERBS.get(instance.action_flag, "change"),
-                   message=f"{instance.object_repr}: {detail}" if detail else instance.object_repr)

@@ -8,29 +8,13 @@ single model: the dashboard's figures and the inference playground.
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.admin import actions
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
-from core.audit import record_console
+from core.admin_actions import ConsoleAudit
 from deployments import console as nodes
 from inference import console as playground
 from system.selectors import dashboard_figures
-
-
-@admin.action(permissions=["delete"], description=actions.delete_selected.short_description)
-def delete_selected(modeladmin, request: HttpRequest, queryset):
-    """The admin's own bulk deletion, each object it deleted recorded in the audit trail (the admin logs a bulk
-    deletion in one insert, which sends no signal for core.audit to hear). Apps whose deletion is a service
-    replace it with their own action of this name."""
-    chosen = {obj.pk: str(obj) for obj in queryset}
-    response = actions.delete_selected(modeladmin, request, queryset)
-    if response is None:  # confirmed and done (the confirmation page is a response)
-        left = set(modeladmin.model._default_manager.filter(pk__in=chosen).values_list("pk", flat=True))
-        for pk, text in chosen.items():
-            if pk not in left:
-                record_console(model=modeladmin.model, pk=pk, verb="delete", message=text)
-    return response
 
 
 class ConsoleAdminSite(admin.AdminSite):
@@ -39,9 +23,11 @@ class ConsoleAdminSite(admin.AdminSite):
     index_title = "Operators' console"
     enable_nav_sidebar = False  # the task and deployment lists need the width
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.add_action(delete_selected, "delete_selected")
+    def register(self, model_or_iterable, admin_class=None, **options):
+        """Every model's admin, with its generic forms recorded in the audit trail (ConsoleAudit)."""
+        base = admin_class or admin.ModelAdmin
+        audited = type(base.__name__, (ConsoleAudit, base), {"__module__": base.__module__})
+        super().register(model_or_iterable, audited, **options)
 
     def get_urls(self):
         def dashboard_data(request: HttpRequest) -> JsonResponse:
