@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-_SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9._+@=,~ ()\[\]{}#%&!'-]+$")
+# ':' too: Ollama keeps a registry's manifests under `manifests/HOST:PORT/…`, and on POSIX it is a plain character.
+_SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9._+@=,~ ()\[\]{}#%&!:'-]+$")
 
 
 class InvalidFileName(ValueError):

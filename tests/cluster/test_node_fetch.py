@@ -1,6 +1,6 @@
 """Without shared storage a node fetches a deployment's model into its own cache, with the service's downloader,
-shown as a download task of the node (in the API and the live view), followed again by a restarted service, and
-resumed after the node's own crash."""
+shown as a download task of the node (in the API and the live view), followed again by a restarted service,
+resumed after the node's own crash; Hugging Face's layout and Ollama's."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def deployment(client, deployment_id: str) -> dict:
 
 
 def test_a_node_fetches_the_model_into_its_own_cache_and_resumes_after_its_crash(
-        cluster, cluster_backing, engine_env, fake_hub, tiny_gguf, tmp_path):
+        cluster, cluster_backing, engine_env, fake_hub, need_registry, tiny_gguf, tmp_path):
     # A service of its own (its own database, the same cluster), whose nodes share no storage with it.
     base, _ = cluster_backing["DATABASE_URL"].rsplit("/", 1)
     with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
@@ -98,6 +98,24 @@ def test_a_node_fetches_the_model_into_its_own_cache_and_resumes_after_its_crash
         assert answer.status_code == 200, answer.text
         client.delete(f"/api/deployments/{deployment_id}")
         assert_success(client.put("/api/nodes/w1/undrain"))
+
+        # An Ollama model reaches a node the same way: its layers from the registry, its manifest as the service
+        # has it (the engine reads the model layer by its blob path on the node).
+        need_registry.push_ollama_model("node-gguf", "latest", [("model", tiny_gguf.read_bytes()),
+                                                                ("template", b"{{ .Prompt }}")],
+                                        {"model_format": "gguf", "model_family": "llama", "file_type": "F32"})
+        download(client, "node-gguf:latest", source="ollama")
+        layered = assert_success(deploy(client, model_id="node-gguf:latest", source="ollama", name="layered",
+                                        gpu_count=1))["deployment_id"]
+        running, _ = wait_until(lambda: (d := deployment(client, layered))["status"] in ("running", "error") and d,
+                                90, "the Ollama model to run on its node")
+        assert running["status"] == "running", running["error"]
+        node_models = cluster.node_data_dir(running["node"]) / "models"
+        assert str(node_models) in " ".join(running["command"])
+        assert list(node_models.rglob("manifests/**/node-gguf/latest"))
+        answer = client.post(f"/api/completions/{layered}", json={"prompt": "Hello", "max_tokens": 2})
+        assert answer.status_code == 200, answer.text
+        client.delete(f"/api/deployments/{layered}")
     finally:
         client.close()
         fake_hub.bytes_per_second = None
