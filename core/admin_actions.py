@@ -3,9 +3,11 @@ pages in the admin's frame, and refusals as messages."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 from django.contrib import messages
+from django.contrib.admin.models import LogEntry
+from django.db.models import Model
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -88,17 +90,17 @@ class ConsoleAudit:
     (the change form and the list's editable fields) and deletions (the delete page and "Delete selected"). The
     console's site mixes it into every model's admin (system.console.ConsoleAdminSite.register)."""
 
-    def log_addition(self, request, obj, message):
+    def log_addition(self, request: HttpRequest, obj: Model, message: object) -> LogEntry:
         entry = super().log_addition(request, obj, message)
         record_console(model=type(obj), pk=obj.pk, verb="add", message=f"{obj}: {entry.get_change_message()}")
         return entry
 
-    def log_change(self, request, obj, message):
+    def log_change(self, request: HttpRequest, obj: Model, message: object) -> LogEntry:
         entry = super().log_change(request, obj, message)
         record_console(model=type(obj), pk=obj.pk, verb="change", message=f"{obj}: {entry.get_change_message()}")
         return entry
 
-    def log_deletions(self, request, queryset):
+    def log_deletions(self, request: HttpRequest, queryset: Iterable[Model]) -> object:
         entries = super().log_deletions(request, queryset)  # called before the deletion, so pk is still there
         for obj in queryset:
             record_console(model=type(obj), pk=obj.pk, verb="delete", message=str(obj))
