@@ -341,7 +341,8 @@ class RayHost:
         is harmless: it waits for the fetch it has and hands back an engine it already started."""
         if settings.SHARED_STORAGE or deployment.pid is not None or not deployment.options.get("actor"):
             return
-        fetch_task = NodeFetch.task_of(deployment)
+        fetch_task = _node_tasks(node=deployment.node, source=deployment.model_source,
+                                 model_id=deployment.model_id).first()
         if fetch_task is None or (timezone.now() - fetch_task.updated_at).total_seconds() < FOLLOWER_SILENCE:
             return
         actor = self._actor(deployment)
@@ -484,6 +485,13 @@ MAX_INLINE_BYTES = 1024 * 1024  # the source's own small files (refs, manifests)
 RECORD_WAIT = 5.0
 
 
+def _node_tasks(*, node: str, source: str, model_id: str):
+    """A node's download tasks of a model, newest first."""
+    from downloads.models import DownloadTask
+
+    return DownloadTask.everywhere.filter(node=node, source=source, model_id=model_id).order_by("-created_at")
+
+
 def refuse_unfetchable(*, model_id: str, source: str):
     """The service's completed download of the model, which a node fetches the same way; 400 for a model imported
     in place (its files came from no URL)."""
@@ -513,8 +521,8 @@ class NodeFetch:
         from downloads.models import DownloadFile, DownloadStatus, DownloadTask
 
         source = self.source
-        task = DownloadTask.everywhere.filter(node=self.node, source=source.source, model_id=source.model_id,
-                                              commit=source.commit).order_by("-created_at").first()
+        task = _node_tasks(node=self.node, source=source.source, model_id=source.model_id).filter(
+            commit=source.commit).first()
         if task is None:
             task = DownloadTask.everywhere.create(
                 node=self.node, model_id=source.model_id, source=source.source, revision=source.revision,
@@ -551,14 +559,6 @@ class NodeFetch:
             elif path.stat().st_size <= MAX_INLINE_BYTES:
                 items.append({"kind": "file", "path": relative, "data": path.read_bytes()})
         return items
-
-    @staticmethod
-    def task_of(deployment: Deployment):
-        """The node's download task that fetches the deployment's model, if there is one."""
-        from downloads.models import DownloadTask
-
-        return DownloadTask.everywhere.filter(node=deployment.node, source=deployment.model_source,
-                                              model_id=deployment.model_id).order_by("-created_at").first()
 
     def follow(self, actor, actor_name: str, launch: Launch, cwd: str, log_path: str) -> None:
         """In a thread: the actor's fetch, its progress on the node's task, then the engine's start."""
