@@ -45,6 +45,7 @@ class ApiKeyAdmin(APIKeyModelAdmin):
                     "created", "expiry_date", "_has_expired", "revoked")
     list_filter = ("revoked",)
     actions = [service_action("revoke", lambda prefix: keys.revoke_key(key=prefix), "key")]
+    audits_itself = True  # key.create/change/revoke (save_model), not the console's generic records
 
     @admin.display(description="scopes")
     def scope_list(self, row: ApiKey) -> str:

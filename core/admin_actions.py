@@ -88,7 +88,8 @@ def redirect_back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
 class ConsoleAudit:
     """A ModelAdmin's generic forms recorded in the audit trail where the admin logs them: additions and changes
     (the change form and the list's editable fields) and deletions (the delete page and "Delete selected"). The
-    console's site mixes it into every model's admin (system.console.ConsoleAdminSite.register)."""
+    console's site mixes it into every model's admin (system.console.ConsoleAdminSite.register) but those that
+    say `audits_itself`."""
 
     def log_addition(self, request: HttpRequest, obj: Model, message: object) -> LogEntry:
         entry = super().log_addition(request, obj, message)

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from core.api import ApiError
 from core.db import DATABASE_ERRORS
 from core.identity import caller
-from core.models import ApiKey, AuditEvent
+from core.models import AuditEvent
 
 logger = logging.getLogger(__name__)
 _inside_audited: ContextVar[bool] = ContextVar("inside_audited", default=False)
@@ -67,8 +67,6 @@ def record(*, action: str, object_id: str = "", result: str = "success", message
 
 def record_console(*, model: type, pk: object, verb: str, message: str) -> None:
     """An object added, changed or deleted through a console form that calls no service: `console.VERB` on
-    `app.model/pk` (core.admin_actions.ConsoleAudit). API keys' forms record key.create/change/revoke themselves."""
-    if model is ApiKey:
-        return
+    `app.model/pk` (core.admin_actions.ConsoleAudit)."""
     meta = model._meta
     record(action=f"console.{verb}", object_id=f"{meta.app_label}.{meta.model_name}/{pk}", message=message)

@@ -24,10 +24,12 @@ class ConsoleAdminSite(admin.AdminSite):
     enable_nav_sidebar = False  # the task and deployment lists need the width
 
     def register(self, model_or_iterable, admin_class=None, **options):
-        """Every model's admin, with its generic forms recorded in the audit trail (ConsoleAudit)."""
+        """Every model's admin, with its generic forms recorded in the audit trail (ConsoleAudit), unless it
+        records its own (`audits_itself`)."""
         base = admin_class or admin.ModelAdmin
-        audited = type(base.__name__, (ConsoleAudit, base), {"__module__": base.__module__})
-        super().register(model_or_iterable, audited, **options)
+        if not getattr(base, "audits_itself", False):
+            base = type(base.__name__, (ConsoleAudit, base), {"__module__": base.__module__})
+        super().register(model_or_iterable, base, **options)
 
     def get_urls(self):
         def dashboard_data(request: HttpRequest) -> JsonResponse:
