@@ -147,7 +147,9 @@ def test_deploy_the_tiny_gguf_chat_in_the_playground_and_stop(console, tiny_gguf
     page.select_option("#id_model", f"huggingface|{TINY_REPO}")
     page.fill("#id_max_model_len", "256")
     page.locator("#id_max_model_len").dispatch_event("change")
-    page.wait_for_function("document.getElementById('memory-estimate').dataset.fits === 'true'")
+    # The estimate of the model chosen before (another engine's) may still be shown: wait for this model's.
+    page.wait_for_function("document.getElementById('memory-estimate').dataset.fits === 'true' && "
+                           "document.getElementById('memory-estimate').textContent.includes('llama.cpp')")
     assert "llama.cpp" in page.locator("#memory-estimate").inner_text()
     page.click("#deploy-form input[type=submit]")
     assert "is starting on llama.cpp" in console.message()
