@@ -119,3 +119,10 @@ class DownloadedModel(models.Model):
         return StoredModel(model_id=self.model_id, source=self.source, revision=self.revision, commit=self.commit,
                            storage_path=self.storage_path, manifest=self.manifest,
                            files=[StoredFile(**file) for file in self.files])
+
+
+class SearchVersion(models.Model):
+    """One row: how many changes the catalog has seen, counted by triggers on its table (migration 0006), so a
+    search index built at one version knows whether it still holds the catalog."""
+
+    version = models.BigIntegerField(default=0)

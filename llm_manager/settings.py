@@ -303,8 +303,9 @@ CATALOG_LIVE_TTL = _env_int("LLM_MANAGER_CATALOG_TTL", 600)
 CATALOG_SOURCE_TIMEOUT = _env_float("LLM_MANAGER_SOURCE_TIMEOUT", 3.0)
 # Offline mode: never ask the live sources; the catalog answers alone.
 CATALOG_OFFLINE = _env_bool("LLM_MANAGER_OFFLINE")
-# `fts` (SQLite's FTS5, PostgreSQL's tsvector with a GIN index) or `like` (case-insensitive LIKE).
-CATALOG_SEARCH_BACKEND = env_choice("LLM_MANAGER_SEARCH_BACKEND", "fts", ("fts", "like"))
+# `index` (an in-memory Tantivy index, rebuilt after the catalog changes; `fts` answers meanwhile), `fts`
+# (SQLite's FTS5, PostgreSQL's tsvector with a GIN index) or `like` (case-insensitive LIKE).
+CATALOG_SEARCH_BACKEND = env_choice("LLM_MANAGER_SEARCH_BACKEND", "index", ("index", "fts", "like"))
 
 # --- Downloads ----------------------------------------------------------------
 DOWNLOAD_PARTS = _env_int("LLM_MANAGER_DOWNLOAD_PARTS", 8)

@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from catalog.models import CatalogModel
+from catalog.search_index import INDEX
 from core.gpus import gpu_stats
 from deployments.engines import ENGINES
 from deployments.models import Deployment, DeploymentStatus
@@ -40,6 +41,8 @@ class ServiceCollector(Collector):
         for row in CatalogModel.objects.values("source").annotate(n=Count("pk")):
             catalog.add_metric([row["source"]], row["n"])
         yield catalog
+        yield GaugeMetricFamily("llm_manager_search_index_documents", "Catalog entries in the web server's search "
+                                "index, as of its last build (0 before the first)", value=INDEX.documents)
         gpus = gpu_stats()
         families = {
             "used": GaugeMetricFamily("llm_manager_gpu_memory_used_bytes", "GPU memory in use",

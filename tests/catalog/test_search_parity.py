@@ -1,5 +1,6 @@
 """Full-text search on PostgreSQL (a stored tsvector, a GIN index) finds what SQLite's FTS5 finds: the same
-synthetic catalog on both, the same searches through the API, the same pages and totals."""
+synthetic catalog on both, the same searches through the API, the same pages and totals (the databases answering,
+not the search index, which test_search_index compares with them)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def test_postgresql_and_sqlite_full_text_search_answer_alike(tmp_path, sources_e
             answers = {}
             for database, env in (("sqlite", {}), ("postgresql", {"DATABASE_URL": url})):
                 env = {**sources_env, **env, "LLM_MANAGER_DATA_DIR": str(tmp_path / database),
-                       "LLM_MANAGER_OFFLINE": "1"}
+                       "LLM_MANAGER_OFFLINE": "1", "LLM_MANAGER_SEARCH_BACKEND": "fts"}
                 assert fill(env, 3000) >= 3000
                 services.append(Service(tmp_path / database, env=env, args=["--no-worker"]).start())
                 with httpx.Client(base_url=services[-1].url, timeout=30) as client:
