@@ -57,8 +57,8 @@ def wait_for_index(service: Service, size: int) -> None:
     memory = [p.memory_info() for p in [process, *process.children(recursive=True)]]
     rss, shared = sum(m.rss for m in memory), sum(m.shared for m in memory)
     print(f"  search index of {size} entries built in {time.monotonic() - started:.0f} s; web server memory "
-          f"{rss / 2**20:.0f} MiB resident, {(rss - shared) / 2**20:.0f} MiB of it its own (the rest file pages: "
-          f"SQLite maps its database)")
+          f"{rss / 2**20:.0f} MiB resident, {(rss - shared) / 2**20:.0f} MiB of it its own (the rest shared file "
+          f"pages: libraries, and SQLite's memory-mapped database)")
 
 
 def measure(service: Service, queries: list[dict]) -> tuple[list[float], list[dict]]:
