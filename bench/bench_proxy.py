@@ -137,7 +137,9 @@ def main() -> None:
                 rates = {name: done / seconds for name, (done, seconds, _) in totals.items()}
                 cpu_per_request = {name: {group: spent * 1000 / done for group, spent in cpu.items()}
                                    for name, (done, _, cpu) in totals.items()}
-                client.delete(url)
+                # The engine outlives the service by design: delete the deployment, with a key that may.
+                manager = {"Authorization": f"Bearer {service.create_key('bench-manage', '--scopes', 'manage')}"}
+                assert client.delete(url, headers=manager).status_code == 200
         finally:
             service.stop()
             hub.stop()

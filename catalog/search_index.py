@@ -106,7 +106,7 @@ class BuiltIndex:
     searcher: tantivy.Searcher
     ids_in_order: dict[str, array]
     pair_codes: dict[tuple[str, str], int]
-    code_of: array  # by entry id
+    code_of: array | dict  # by entry id
     entries_with: list[int]  # by code
 
     @property
@@ -162,6 +162,12 @@ class BuiltIndex:
         return page, total
 
 
+def _by_id(largest: int, count: int) -> array | dict:
+    """A number for each of `count` entries, by entry id: an array indexed by id (8 bytes an id up to `largest`),
+    unless deletions left the ids so sparse that a dict takes less."""
+    return array("q", [0]) * (largest + 1) if largest < 4 * count + 1024 else {}
+
+
 def build() -> BuiltIndex | None:
     """The index of the catalog as the database holds it now (one snapshot: the version and every entry read
     together); None where the database counts no changes."""
@@ -175,11 +181,11 @@ def build() -> BuiltIndex | None:
         ids_in_order = {sort: array("q", in_sort_order(CatalogModel.objects.all(), sort)
                                     .values_list("id", flat=True).iterator(chunk_size=20_000))
                         for sort in ORDERINGS}
-        size = max((max(ids) for ids in ids_in_order.values() if ids), default=0) + 1
+        largest, count = max(ids_in_order["downloads"], default=0), len(ids_in_order["downloads"])
         ranks, pair_codes, entries_with = {}, {}, []
-        code_of = array("l", [0]) * size
+        code_of = _by_id(largest, count)
         for sort, ids in ids_in_order.items():
-            ranks[sort] = rank = array("q", [0]) * size
+            ranks[sort] = rank = _by_id(largest, count)
             for position, entry_id in enumerate(ids):
                 rank[entry_id] = position
         index = tantivy.Index(SCHEMA)
