@@ -133,9 +133,9 @@ def search_page(
     """One page of `search`: from the search index when it holds the catalog as it is now, otherwise from the
     database, planned for SQLite so that a million entries still answer in tens of milliseconds.
 
-    There the full-text index counts the matches. Many of them (for the catalog's size and the page): walk the index of
-    the sort order (it carries the filter columns) and stop after the page. Few: sort just those, through the
-    narrow ranking index. Other databases use the ORM query.
+    There the full-text index counts the matches. Many of them (for the catalog's size and the page): walk the
+    index of the sort order (it carries the filter columns) and stop after the page. Few: sort just those, through
+    the narrow ranking index. Other databases use the ORM query.
     """
     index = INDEX.current() if settings.CATALOG_SEARCH_BACKEND == "index" and not favorites_only else None
     found = index.search(query=query, source=source, model_type=model_type, sort=sort,
