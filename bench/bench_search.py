@@ -25,22 +25,13 @@ from pathlib import Path
 
 import httpx
 import psutil
-from prometheus_client.parser import text_string_to_metric_families
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from tests.postgres import scratch_database, shared_postgres_url  # noqa: E402
-from tests.service import Service  # noqa: E402
+from tests.service import Service, metric  # noqa: E402
 from tests.synthetic_catalog import fill, searches  # noqa: E402
-
-
-def metric(client: httpx.Client, name: str, labels: dict | None = None) -> float:
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == (labels or {}):
-                return sample.value
-    return 0.0
 
 
 def wait_for_index(service: Service, size: int) -> None:
@@ -66,14 +57,14 @@ def measure(service: Service, queries: list[dict]) -> tuple[list[float], list[di
     latencies, answers = [], []
     with httpx.Client(base_url=service.url, timeout=120) as client:
         client.get("/api/models/search", params={"query": "warmup"})
-        by_index = metric(client, "llm_manager_catalog_searches_total", {"answered_by": "index"})
+        by_index = metric(client, "llm_manager_catalog_searches_total", answered_by="index")
         for params in queries:
             started = time.perf_counter()
             response = client.get("/api/models/search", params=params)
             latencies.append((time.perf_counter() - started) * 1000)
             assert response.status_code == 200, response.text
             answers.append(response.json()["data"])
-        by_index = metric(client, "llm_manager_catalog_searches_total", {"answered_by": "index"}) - by_index
+        by_index = metric(client, "llm_manager_catalog_searches_total", answered_by="index") - by_index
     print(f"  {len(queries)} searches, {by_index:.0f} answered by the search index")
     return latencies, answers
 

@@ -22,7 +22,7 @@ import tantivy
 from django.db import connection, transaction
 from django.db.models import F, QuerySet
 
-from catalog.models import CatalogModel
+from catalog.models import CatalogModel, SearchVersion
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +54,7 @@ def in_sort_order(models: QuerySet, sort: str) -> QuerySet:
 
 def catalog_version() -> int | None:
     """How many changes the catalog has seen, counted by the database's triggers; None where nothing counts them."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT version FROM catalog_searchversion WHERE id = 1")
-        row = cursor.fetchone()
-    return row[0] if row else None
+    return SearchVersion.objects.filter(id=1).values_list("version", flat=True).first()
 
 
 def _analyzer() -> tantivy.TextAnalyzer:

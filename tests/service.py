@@ -14,6 +14,7 @@ from typing import Iterator
 
 import httpx
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +26,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def metric(client: httpx.Client, name: str, **labels: str) -> float:
+    """A sample's value on the service's /metrics (the client's base URL), 0 where it has none yet."""
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):

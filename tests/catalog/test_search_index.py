@@ -7,24 +7,18 @@ from contextlib import ExitStack
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.postgres import scratch_database
-from tests.service import Service, wait_for
+from tests.service import Service, metric, wait_for
 from tests.synthetic_catalog import fill, searches
 
 
-def _metrics(client: httpx.Client) -> dict[tuple, float]:
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(client.get("/metrics").text) for sample in family.samples}
-
-
 def _answered_by(client: httpx.Client, who: str) -> float:
-    return _metrics(client).get(("llm_manager_catalog_searches_total", (("answered_by", who),)), 0)
+    return metric(client, "llm_manager_catalog_searches_total", answered_by=who)
 
 
 def _indexed(client: httpx.Client) -> float:
-    return _metrics(client)[("llm_manager_search_index_documents", ())]
+    return metric(client, "llm_manager_search_index_documents")
 
 
 def _answers(client: httpx.Client, queries: list[dict]) -> list[dict]:
