@@ -108,6 +108,10 @@ def method_not_allowed(allowed: str) -> JsonResponse:
     return refusal
 
 
+def _running_by_age() -> list:
+    return list(selectors.running(order_by="created_at"))
+
+
 async def openai_models(request: HttpRequest) -> JsonResponse:
     if request.method != "GET":
         return method_not_allowed("GET")
@@ -115,7 +119,7 @@ async def openai_models(request: HttpRequest) -> JsonResponse:
         {"id": deployment.name or deployment.id, "object": "model", "owned_by": "llm-manager",
          "created": int(deployment.created_at.timestamp()), "root": deployment.model_id,
          "deployment_id": deployment.id, "engine": deployment.engine, "loaded": True}
-        async for deployment in selectors.running(order_by="created_at")
+        for deployment in await in_thread_pool(_running_by_age)()
     ]
     if settings.LOAD_ON_DEMAND:  # what a call would load
         served = {entry["root"] for entry in data}
