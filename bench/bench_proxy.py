@@ -5,24 +5,29 @@ One tiny GGUF deployment on llama.cpp; in one run:
 - non-streaming chat (1 token): latency p50/p95 of each path, and what the proxy adds;
 - streaming chat: time to the first chunk, direct and through the proxy;
 - throughput with 16 concurrent clients, as a ratio to direct, and the CPU each process spent per request
-  (engine, LLM Manager's web server, the benchmark's clients): on two shared cores they bound each other.
+  (engine, LLM Manager's web server, the benchmark's clients): on two shared cores they bound each other, so the
+  clients send through http.client's keep-alive connections (`--client httpx` for httpx's, which cost three
+  times the CPU: on a real server the callers are elsewhere and cost it nothing).
   The paths take turns over several rounds, so that the machine's drift from second to second touches
   them alike.
 - the last path uses a key with a requests-per-minute limit: each request is counted (in the database, there
   being no Redis) before it is passed on.
 Targets: added p50 ≤ 1.5 ms with a key (LiteLLM publishes about 3 ms); throughput ≥ 0.9× direct.
 
-    .venv/bin/python bench/bench_proxy.py [--requests 300] [--load-requests 2400] [--rounds 4]
+    .venv/bin/python bench/bench_proxy.py [--requests 300] [--load-requests 2400] [--rounds 4] [--client httpx]
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import statistics
 import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -35,13 +40,49 @@ def percentile(values: list[float], fraction: float) -> float:
     return statistics.quantiles(values, n=100)[int(fraction * 100) - 1]
 
 
-def latencies(client: httpx.Client, url: str, body: dict, count: int) -> list[float]:
+class KeptAlive:
+    """POSTs of one JSON body through one keep-alive http.client connection."""
+
+    def __init__(self, base: str, path: str, body: dict, headers: dict):
+        address = urlsplit(base)
+        self.connection = http.client.HTTPConnection(address.hostname, address.port, timeout=120)
+        self.path, self.body = path, json.dumps(body).encode()
+        self.headers = {**headers, "Content-Type": "application/json"}
+
+    def post(self) -> int:
+        self.connection.request("POST", self.path, self.body, self.headers)
+        response = self.connection.getresponse()
+        response.read()
+        return response.status
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class Httpx:
+    """The same through an httpx client."""
+
+    def __init__(self, base: str, path: str, body: dict, headers: dict):
+        self.client, self.path, self.body = httpx.Client(base_url=base, timeout=120, headers=headers), path, body
+
+    def post(self) -> int:
+        return self.client.post(self.path, json=self.body).status_code
+
+    def close(self) -> None:
+        self.client.close()
+
+
+CLIENTS = {"http.client": KeptAlive, "httpx": Httpx}
+Caller = KeptAlive | Httpx
+
+
+def latencies(caller: Caller, count: int) -> list[float]:
     result = []
     for _ in range(count):
         started = time.perf_counter()
-        response = client.post(url, json=body)
+        status = caller.post()
         result.append((time.perf_counter() - started) * 1000)
-        assert response.status_code == 200, response.text
+        assert status == 200
     return result
 
 
@@ -67,16 +108,19 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
     return sum(sum(process.cpu_times()[:2]) for process in processes)
 
 
-def throughput(base: str, url: str, body: dict, headers: dict, clients: int, per_client: int,
-               processes: dict[str, list[psutil.Process]]) -> tuple[int, float, dict[str, float]]:
+def throughput(client: type[Caller], base: str, url: str, body: dict, headers: dict, clients: int,
+               per_client: int, processes: dict[str, list[psutil.Process]]) -> tuple[int, float, dict[str, float]]:
     """(requests answered, seconds taken, CPU seconds each named group of processes spent meanwhile)."""
     done = []
 
     def run():
-        with httpx.Client(base_url=base, timeout=120, headers=headers) as client:
+        caller = client(base, url, body, headers)
+        try:
             for _ in range(per_client):
-                assert client.post(url, json=body).status_code == 200
+                assert caller.post() == 200
                 done.append(1)
+        finally:
+            caller.close()
 
     threads = [threading.Thread(target=run) for _ in range(clients)]
     cpu_before = {name: cpu_seconds(group) for name, group in processes.items()}
@@ -94,6 +138,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--load-requests", type=int, default=2400, help="per path, at 16 clients, all rounds")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--client", choices=CLIENTS, default="http.client", help="what the benchmark's callers use")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         hub, service, _ = start(Path(tmp))
@@ -117,10 +162,12 @@ def main() -> None:
                 }
                 results = {}
                 for name, (base, path, payload, headers) in paths.items():
+                    caller = CLIENTS[args.client](base, path, payload, headers)
+                    latencies(caller, 20)  # warm up
+                    results[name] = (latencies(caller, args.requests),)
+                    caller.close()
                     with httpx.Client(base_url=base, timeout=120, headers=headers) as session:
-                        latencies(session, path, payload, 20)  # warm up
-                        results[name] = (latencies(session, path, payload, args.requests),
-                                         first_chunk(session, path, {**payload, "max_tokens": 4}, 50))
+                        results[name] += (first_chunk(session, path, {**payload, "max_tokens": 4}, 50),)
                 engine_process = psutil.Process(client.get(url).json()["data"]["pid"])
                 web = [child for child in psutil.Process(service.process.pid).children() if "daphne" in child.cmdline()]
                 processes = {"engine": [engine_process, *engine_process.children(recursive=True)], "web": web,
@@ -128,7 +175,7 @@ def main() -> None:
                 totals = {name: [0, 0.0, dict.fromkeys(processes, 0.0)] for name in paths}
                 for _ in range(args.rounds):
                     for name, (base, path, payload, headers) in paths.items():
-                        done, seconds, cpu = throughput(base, path, payload, headers, 16,
+                        done, seconds, cpu = throughput(CLIENTS[args.client], base, path, payload, headers, 16,
                                                         max(1, args.load_requests // 16 // args.rounds), processes)
                         totals[name][0] += done
                         totals[name][1] += seconds
@@ -150,7 +197,7 @@ def main() -> None:
               f"{percentile(lat, .5) - percentile(direct_lat, .5):>11.2f}{statistics.median(first):>11.2f}"
               f"{rates[name]:>11.1f}{rates[name] / rates['direct']:>8.2f}")
     print("targets: added p50 <= 1.5 ms with a key; throughput ratio >= 0.9")
-    print(f"\nCPU ms per request at 16 clients ({psutil.cpu_count()} cores)")
+    print(f"\nCPU ms per request at 16 clients ({args.client}, {psutil.cpu_count()} cores)")
     print(f"{'path':<24}" + "".join(f"{name:>10}" for name in processes) + f"{'total':>10}")
     for name, cpu in cpu_per_request.items():
         print(f"{name:<24}" + "".join(f"{value:>10.2f}" for value in cpu.values()) + f"{sum(cpu.values()):>10.2f}")

@@ -20,7 +20,7 @@ from django.urls import set_script_prefix
 
 LEAN_PREFIXES = ("/api/", "/v1/", "/health")
 # Async views, whose database access goes through the thread pool (core.db.in_thread_pool): see ProxyASGIHandler.
-PROXY_PREFIXES = ("/v1/", "/api/chat/", "/api/completions/")
+PROXY_PREFIXES = ("/v1/", "/api/chat/", "/api/completions/", "/api/embeddings/")
 # Pages for people, not programs: the full stack (trailing-slash redirects, security headers).
 FULL_STACK_PREFIXES = ("/api/docs", "/api/schema")
 LEAN_MIDDLEWARE = ["core.logs.RequestIdMiddleware", "core.middleware.BodyLimitMiddleware",

@@ -1,4 +1,4 @@
-"""The two places where the product reaches into a library's internals for speed. Each test fails loudly when the
+"""The places where the product reaches into a library's internals for speed. Each test fails loudly when the
 upstream code it relies on changes shape, rather than letting the speed-up silently stop working."""
 
 from __future__ import annotations
@@ -62,3 +62,25 @@ def test_downloads_set_the_receive_buffer_through_http_clients_connection_hook()
         connection.close()
     finally:
         shut_down(server)
+
+
+def test_the_proxys_asgi_handler_does_what_djangos_does_but_the_thread_hops():
+    """core.lean.ProxyASGIHandler serves a request with ASGIHandler's own steps, in the order its `handle` takes
+    them, but sends the request signals on the event loop; a Django that changes those steps fails here, to be
+    looked at, rather than leaving the proxy without one of them."""
+    from django.core.handlers.asgi import ASGIHandler
+
+    from core.lean import ProxyASGIHandler
+
+    django_steps = inspect.getsource(ASGIHandler.handle)
+    ours = inspect.getsource(ProxyASGIHandler)
+    steps = ["self.read_body(", "set_script_prefix(get_script_prefix(scope))", "request_started.",
+             "self.create_request(scope, body_file)", "self.run_get_response(request)",
+             "self.send_response(response, send)", "self.listen_for_disconnect(receive)"]
+    positions = [django_steps.find(step) for step in steps]
+    assert -1 not in positions and positions == sorted(positions), (
+        "Django's ASGIHandler.handle takes other steps now: compare core.lean.ProxyASGIHandler with it")
+    assert all(step in ours for step in steps) and "response.close()" in ours
+    # What the proxy saves: Django still hops to a thread for the signals (else ProxyASGIHandler can go).
+    assert "await signals.request_started.asend(" in django_steps
+    assert "await sync_to_async(response.close)()" in django_steps
