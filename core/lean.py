@@ -32,7 +32,7 @@ def is_lean(path: str) -> bool:
 
 
 class ProxyASGIHandler(ASGIHandler):
-    """For the inference proxy: its sync code never leaves the event loop's thread but to the thread pool.
+    """For the inference proxy: no thread of its own per request, no thread hops for the request signals.
 
     Django gives each request a context of its own, so that its sync code gets a thread of its own (a new
     thread per request), and sends `request_started` and `request_finished` through `sync_to_async` (two
